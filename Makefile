@@ -1,0 +1,59 @@
+# Two commands set everything up on a fresh machine with Python 3.11 and make:
+#   make demo   # .venv, install, then the nbgrader pipeline end to end on lesson 03
+#   make test   # .venv, install, then the project's tests and `course validate`
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export PYTHONWARNINGS := ignore
+export TQDM_DISABLE := 1
+export MPLBACKEND := Agg
+# pip on these machines lists local index folders that may not exist; keep its output readable.
+PIP_FILTER := grep -v '^WARNING: Location' || true
+
+.PHONY: install demo test release validate lab bench lint clean sandbox
+
+install: $(STAMP) sandbox
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[dev]' 2>&1 | $(PIP_FILTER)
+	touch $(STAMP)
+
+# Student code is graded under bubblewrap; install it where apt is usable, else say so.
+sandbox:
+	@command -v bwrap >/dev/null && exit 0; \
+	if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && apt-get install -y -qq bubblewrap) >/dev/null 2>&1 \
+	    || echo "warning: could not install bubblewrap; grading falls back to a plain child process"; \
+	else echo "warning: bubblewrap missing (apt-get install bubblewrap); grading falls back to a plain child process"; fi
+
+demo: install
+	$(BIN)/course demo
+
+test: install
+	$(BIN)/python -m pytest tests -q
+	$(BIN)/course validate
+
+release: install
+	$(BIN)/course release
+
+validate: install
+	$(BIN)/course validate
+
+lab: install
+	$(BIN)/jupyter lab --notebook-dir=.
+
+bench: install
+	$(BIN)/python benchmarks/grade_speed.py
+
+lint: install
+	$(BIN)/ruff check course autograder tests benchmarks
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,52 @@
+"""`course release`: generate the student notebooks in `assignments/` from `solutions/` with nbgrader.
+
+nbgrader's `generate_assignment` runs in a throwaway course directory whose
+`source/NN` is a copy of `solutions/NN`; the released notebook is copied to
+`assignments/NN/`. The output is deterministic, so a test can regenerate it
+and demand no change.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from course.lessons import Lesson
+
+CONFIG = "from course.nbgrader_setup import configure\nconfigure(c, __file__)\n"
+
+
+def init_course_dir(root: Path, lessons: list[Lesson]) -> None:
+    """An nbgrader course directory at `root` with the lessons' sources and our config."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "nbgrader_config.py").write_text(CONFIG)
+    for lesson in lessons:
+        dest = root / "source" / lesson.number
+        if dest.exists():
+            shutil.rmtree(dest)
+        dest.mkdir(parents=True)
+        shutil.copy2(lesson.solution, dest / lesson.notebook)
+
+
+def nbgrader(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run one `nbgrader` command in the course directory `root`."""
+    cmd = [sys.executable, "-m", "nbgrader", *args]
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"`nbgrader {' '.join(args)}` failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def release(lesson: Lesson) -> Path:
+    """Regenerate `assignments/NN/<notebook>` from the solution notebook; returns its path."""
+    with tempfile.TemporaryDirectory(prefix="course-release-") as tmp:
+        root = Path(tmp)
+        init_course_dir(root, [lesson])
+        nbgrader(root, "generate_assignment", lesson.number, "--force")
+        built = root / "release" / lesson.number / lesson.notebook
+        lesson.assignment.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(built, lesson.assignment)
+    return lesson.assignment

@@ -1,0 +1,300 @@
+"""The grader's side of the trust boundary: a sandboxed child that runs student code.
+
+`Sandbox(notebook)` starts `course.sandbox_child` in a child process —
+under bubblewrap where it works (read-only file system, the course's
+solutions, hidden tests and home folder out of sight, no network, its own
+process namespace), otherwise as a plain child process with the same resource
+limits — and lets the grader call the notebook's functions:
+
+    with Sandbox(path) as box:
+        out = box.call("causal_mask", 4, timeout=5)
+
+Only plain data crosses (see `course.wire`). A call that raises in student
+code raises `StudentError` here; a call that hangs, crashes the child or runs
+out of memory raises `SandboxFailure` (a `BaseException`, so that Hypothesis
+does not try to shrink it) and the next call starts a fresh child, which
+skips any cell that killed an earlier one while loading.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from course import REPO, wire
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory_mb: int = 2048  # address space of the child
+    cpu_seconds: int = 600  # CPU time over the child's whole life
+    output_bytes: int = 8 << 20  # what the student's code may print
+    load_seconds: float = 60.0  # importing torch + running the graded cells
+
+
+class StudentError(Exception):
+    """The student's function raised; `kind` is exception, not_implemented, missing, memory or unsendable."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+class SandboxFailure(BaseException):
+    """The child hung, died or broke a limit; `kind` is timeout, crash, memory or output."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+@functools.cache
+def bubblewrap() -> str | None:
+    """Path of a working `bwrap`, or None (missing, or not permitted here)."""
+    exe = shutil.which("bwrap")
+    if exe is None:
+        return None
+    probe = [exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-all",
+             "--die-with-parent", "true"]
+    try:
+        ok = subprocess.run(probe, capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        ok = False
+    return exe if ok else None
+
+
+def isolation_note() -> str:
+    if bubblewrap():
+        return ("bubblewrap: read-only file system, solutions and hidden tests hidden, "
+                "no network, resource limits")
+    return ("WARNING: bubblewrap is not available, so student code runs in a plain child "
+            "process with resource limits but can read the file system and use the network "
+            "(install it with `apt-get install bubblewrap`)")
+
+
+def _bwrap_argv(exe: str, notebook: Path, inner_nb: str, hide: list[Path]) -> list[str]:
+    argv = [exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    visible = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), REPO / "course"}
+    hidden = {Path(tempfile.gettempdir()).resolve(), Path.home().resolve(), REPO, *hide}
+    for path in sorted(hidden, key=lambda p: len(p.parts)):
+        if path.is_dir():
+            argv += ["--tmpfs", str(path)]
+    # Re-expose what the child needs that lives under a hidden folder.
+    for path in sorted(visible, key=lambda p: len(p.parts)):
+        if path.exists() and any(path.is_relative_to(h) for h in hidden):
+            argv += ["--ro-bind", str(path), str(path)]
+    argv += ["--tmpfs", "/tmp", "--ro-bind", str(notebook), inner_nb, "--chdir", "/tmp",
+             "--unshare-all", "--die-with-parent", "--new-session", "--"]
+    return argv
+
+
+class Sandbox:
+    """A child process holding one student notebook; see the module docstring."""
+
+    def __init__(self, notebook: str | Path, limits: Limits = Limits(),
+                 hide: list[Path] | tuple[Path, ...] = ()):
+        self.notebook = Path(notebook).resolve()
+        self.limits = limits
+        self.hide = [Path(p).resolve() for p in hide]
+        self.load_errors: dict[str, str] = {}  # grade_id -> why that cell did not load
+        self.broken: dict[str, str] = {}  # cells skipped because they hung or killed the child
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._out: Any = None
+        self._buf = b""
+        self._workdir: tempfile.TemporaryDirectory[str] | None = None
+        self.loaded = False
+        self.last_output = ""
+
+    # -- process life ---------------------------------------------------------
+    def start(self) -> None:
+        """Spawn the child without waiting for it (torch imports while the caller works)."""
+        self._workdir = tempfile.TemporaryDirectory(prefix="course-sandbox-")
+        work = Path(self._workdir.name)
+        # O_APPEND, so that truncating the file (see `_trim_output`) really frees room.
+        self._out = open(work / "output.txt", "ab")  # noqa: SIM115 - closed in kill()
+        exe = bubblewrap()
+        inner_nb = f"/tmp/submission/{self.notebook.name}" if exe else str(self.notebook)
+        child = [sys.executable, "-m", "course.sandbox_child", inner_nb,
+                 "--skip", ",".join(self.broken),
+                 "--memory-mb", str(self.limits.memory_mb),
+                 "--cpu-seconds", str(self.limits.cpu_seconds),
+                 "--output-bytes", str(self.limits.output_bytes)]
+        argv = _bwrap_argv(exe, self.notebook, inner_nb, self.hide) + child if exe else child
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/tmp" if exe else str(work),
+               "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
+               "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+               "MPLBACKEND": "Agg", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+               "TQDM_DISABLE": "1", "PYTHONPATH": str(REPO) if not exe else ""}
+        self._proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._out,
+            cwd=work, env=env, start_new_session=True,
+        )
+        self._buf = b""
+        self.loaded = False
+
+    def kill(self) -> None:
+        self.loaded = False
+        if self._proc is not None:
+            try:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            self._proc.wait()
+            for stream in (self._proc.stdin, self._proc.stdout):
+                if stream is not None:
+                    stream.close()
+            self._proc = None
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
+
+    close = kill
+
+    def __enter__(self) -> Sandbox:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+    def _output_tail(self, limit: int = 2000) -> str:
+        """The end of what the child printed (for messages about a failed start)."""
+        if self._workdir is None:
+            return ""
+        path = Path(self._workdir.name) / "output.txt"
+        with open(path, "rb") as f:
+            f.seek(max(0, path.stat().st_size - limit))
+            return f.read().decode("utf-8", "replace")
+
+    def _trim_output(self) -> None:
+        """Empty the output file once it is half full, so prints cost only the call that overflows."""
+        if self._out is not None and os.fstat(self._out.fileno()).st_size > self.limits.output_bytes // 2:
+            os.ftruncate(self._out.fileno(), 0)
+
+    # -- reading frames with a deadline ---------------------------------------
+    def _death(self) -> SandboxFailure:
+        assert self._proc is not None
+        try:
+            code = self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
+        output_size = os.fstat(self._out.fileno()).st_size if self._out is not None else 0
+        self.last_output = self._output_tail()
+        self.kill()
+        if code in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ) or output_size >= self.limits.output_bytes:
+            return SandboxFailure("output", f"printed more than {self.limits.output_bytes >> 20} MB "
+                                  "of output; remove the print calls from graded code")
+        if code in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
+            return SandboxFailure("timeout", "used up its CPU-time allowance")
+        if code in (-signal.SIGKILL, 128 + signal.SIGKILL, -signal.SIGSEGV, 128 + signal.SIGSEGV):
+            return SandboxFailure("crash", f"the process running your code was killed (exit {code}); "
+                                  "a common cause is running out of memory")
+        return SandboxFailure("crash", f"the process running your code exited (status {code}); "
+                              "graded code must not call exit() or os._exit()")
+
+    def _read(self, deadline: float) -> tuple[dict[str, Any], Any]:
+        assert self._proc is not None and self._proc.stdout is not None
+        fd = self._proc.stdout.fileno()
+        need = 8
+        size: int | None = None
+        while True:
+            if size is None and len(self._buf) >= 8:
+                size = wire.frame_size(self._buf[:8])
+                need = 8 + size
+            if size is not None and len(self._buf) >= need:
+                body, self._buf = self._buf[8:need], self._buf[need:]
+                return wire.decode_message(body)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.kill()
+                raise SandboxFailure("timeout", "")
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if not ready:
+                continue
+            chunk = os.read(fd, max(need - len(self._buf), 1 << 16))
+            if not chunk:
+                raise self._death()
+            self._buf += chunk
+
+    def _ensure_loaded(self) -> None:
+        """Start the child if needed and wait until the notebook's cells have run."""
+        while not self.loaded:
+            if self._proc is None:
+                self.start()
+            deadline = time.monotonic() + self.limits.load_seconds
+            current: str | None = None
+            try:
+                while True:
+                    header, _ = self._read(deadline)
+                    if header.get("event") == "cell":
+                        current = header.get("grade_id") or "?"
+                    elif header.get("event") == "loaded":
+                        errors = header.get("errors")
+                        self.load_errors = dict(errors) if isinstance(errors, dict) else {}
+                        self.loaded = True
+                        break
+            except (SandboxFailure, wire.WireError) as failure:
+                if current is None or current in self.broken:
+                    # Dying before any cell ran is the sandbox's fault, not the student's.
+                    raise SandboxFailure("crash", f"the grading process failed to start: {failure}\n"
+                                         f"{self.last_output}") from None
+                why = (f"running this cell took longer than {self.limits.load_seconds:.0f} s"
+                       if isinstance(failure, SandboxFailure) and failure.kind == "timeout"
+                       else f"running this cell ended the process: {failure}")
+                self.broken[current] = why
+                self.kill()
+
+    # -- calls ------------------------------------------------------------------
+    def call(self, function: str, *args: Any, timeout: float = 10.0,
+             return_args: bool = False, **kwargs: Any) -> Any:
+        """Call `function(*args, **kwargs)` in the child; see the module docstring.
+
+        With `return_args`, returns `(result, args_after, kwargs_after)` so the
+        caller can check that the inputs were not mutated.
+        """
+        self._ensure_loaded()
+        if function in self.broken:
+            raise StudentError("exception", f"the cell defining {function} could not run: "
+                               f"{self.broken[function]}")
+        assert self._proc is not None and self._proc.stdin is not None
+        frame = wire.encode_message({"function": function, "return_args": return_args},
+                                    (list(args), kwargs))
+        try:
+            self._proc.stdin.write(frame)
+            self._proc.stdin.flush()
+        except BrokenPipeError:
+            raise self._death() from None
+        try:
+            header, payload = self._read(time.monotonic() + timeout)
+        except SandboxFailure as failure:
+            if failure.kind == "timeout" and not failure.args[0]:
+                raise SandboxFailure("timeout", f"{function} did not return within {timeout:g} s") from None
+            raise
+        except wire.WireError as err:
+            self.kill()
+            raise StudentError("unsendable", f"{function} sent back something unreadable: {err}") from None
+        self._trim_output()
+        if header.get("ok") is True:
+            if not isinstance(payload, tuple) or len(payload) not in (1, 3):
+                raise StudentError("unsendable", f"{function} sent back a malformed reply")
+            return payload if return_args else payload[0]
+        kind = header.get("kind") if isinstance(header.get("kind"), str) else "exception"
+        if kind == "output":
+            raise StudentError(kind, f"{function} printed more than "
+                               f"{self.limits.output_bytes >> 20} MB; remove print calls from graded code")
+        if kind == "missing" and function in self.load_errors:
+            raise StudentError("exception", self.load_errors[function])
+        raise StudentError(kind, str(header.get("message", "")))

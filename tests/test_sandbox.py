@@ -1,0 +1,105 @@
+"""The sandbox: student code runs in a child, limited, and only data comes back."""
+
+import time
+
+import pytest
+import torch
+
+from course.sandbox import Limits, Sandbox, SandboxFailure, StudentError, bubblewrap
+
+from .conftest import write_notebook
+
+CELLS = [
+    ("import os, sys, socket, torch", "imports", False),
+    ("def double(x):\n    return x * 2", "double", True),
+    ("def spin(x):\n    while True:\n        pass", "spin", True),
+    ("def quit_hard(x):\n    os._exit(0)", "quit_hard", True),
+    ("def hog(x):\n    return torch.empty(10**11)", "hog", True),
+    ("def chatty(x):\n    while True:\n        print('x' * 100_000)", "chatty", True),
+    ("def peek(path):\n    return open(path).read()[:100]", "peek", True),
+    ("def mutate(x):\n    x.add_(1)\n    return x", "mutate", True),
+    ("def stub(x):\n    raise NotImplementedError()", "stub", True),
+    ("def returns_object(x):\n    return object()", "returns_object", True),
+    ("def connect(x):\n    socket.create_connection(('127.0.0.1', 9), timeout=1)", "connect", True),
+    ("while True:\n    pass", "hangs_at_load", True),
+    ("import sys\nsys.exit(1)", "exits_at_load", True),
+]
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory):
+    path = write_notebook(tmp_path_factory.mktemp("sb"), *CELLS)
+    with Sandbox(path, Limits(load_seconds=6)) as sandbox:
+        yield sandbox
+
+
+def test_calls_return_plain_data(box):
+    assert torch.equal(box.call("double", torch.ones(2)), torch.full((2,), 2.0))
+
+
+def test_a_cell_that_hangs_at_load_is_skipped_and_named(box):
+    box.call("double", 1)
+    assert "hangs_at_load" in box.broken and "longer than" in box.broken["hangs_at_load"]
+    assert "exits_at_load" in box.load_errors or "exits_at_load" in box.broken
+
+
+def test_infinite_loop_times_out_and_the_next_call_works(box):
+    t = time.monotonic()
+    with pytest.raises(SandboxFailure) as err:
+        box.call("spin", 1, timeout=1.5)
+    assert err.value.kind == "timeout" and time.monotonic() - t < 4
+    assert box.call("double", 3) == 6
+
+
+def test_os_exit_is_a_crash_not_a_result(box):
+    with pytest.raises(SandboxFailure) as err:
+        box.call("quit_hard", 1)
+    assert err.value.kind == "crash" and "exit" in str(err.value)
+    assert box.call("double", 1) == 2
+
+
+def test_memory_is_limited(box):
+    with pytest.raises(StudentError) as err:
+        box.call("hog", 1)
+    assert err.value.kind == "memory"
+
+
+def test_output_is_limited(box):
+    with pytest.raises(StudentError) as err:
+        box.call("chatty", 1, timeout=20)
+    assert err.value.kind == "output"
+    assert box.call("double", 2) == 4
+
+
+def test_inputs_come_back_for_mutation_checks(box):
+    x = torch.zeros(2)
+    result, args, _ = box.call("mutate", x, return_args=True)
+    assert torch.equal(args[0], torch.ones(2)) and torch.equal(x, torch.zeros(2))
+
+
+def test_errors_are_reported_with_kind(box):
+    with pytest.raises(StudentError) as err:
+        box.call("stub", 1)
+    assert err.value.kind == "not_implemented"
+    with pytest.raises(StudentError) as err:
+        box.call("returns_object", 1)
+    assert err.value.kind == "unsendable" and "object" in str(err.value)
+    with pytest.raises(StudentError) as err:
+        box.call("no_such_function", 1)
+    assert err.value.kind == "missing"
+
+
+@pytest.mark.skipif(bubblewrap() is None, reason="bubblewrap is not available here")
+def test_solutions_and_hidden_tests_are_out_of_sight(box):
+    from course import AUTOGRADER, SOLUTIONS
+
+    for secret in (SOLUTIONS / "03" / "attention.ipynb", AUTOGRADER / "03" / "checks.py"):
+        assert secret.exists()
+        with pytest.raises(StudentError, match="No such file"):
+            box.call("peek", str(secret))
+
+
+@pytest.mark.skipif(bubblewrap() is None, reason="bubblewrap is not available here")
+def test_no_network(box):
+    with pytest.raises(StudentError, match="OSError|unreachable|refused"):
+        box.call("connect", 1)
