@@ -18,7 +18,6 @@ def hidden_cell(grade_id: str) -> None:
     if os.environ.get("NBGRADER_EXECUTION") == "autograde":
         return
     import __main__
-
     from autograder.harness import LocalStudent, run_cell
     from course.grading import point_cells, reference, suite
     from course.lessons import all_lessons

@@ -98,7 +98,7 @@ class LocalStudent:
             return func(*args, **kwargs)
         except NotImplementedError as exc:
             raise StudentError("not_implemented", repr(exc)) from exc
-        except Exception as exc:  # noqa: BLE001 - reported like a sandboxed failure
+        except Exception as exc:
             raise StudentError("exception", f"{type(exc).__name__}: {exc}") from exc
 
     def call_with_inputs(self, function: str, *args: Any, **kwargs: Any) -> tuple[Any, list, dict]:

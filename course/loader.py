@@ -109,7 +109,7 @@ def load_notebook(
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         try:
             exec(compile(source, filename, "exec"), module.__dict__)
-        except (Exception, SystemExit) as exc:  # noqa: BLE001 - every failure is reported
+        except (Exception, SystemExit) as exc:
             if strict:
                 raise NotebookLoadError(
                     f"{cell.label(path.name)} failed:\n{student_traceback(exc)}"

@@ -83,11 +83,16 @@ def _outputs(verdict: dict[str, Any] | None, grade_id: str | None) -> list[Noteb
 
 def configure(c: Any, config_file: str | os.PathLike[str], course_id: str = COURSE_ID) -> None:
     """Fill the nbgrader config `c` of the course directory holding `config_file`."""
-    from nbgrader.preprocessors import (
-        AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, Execute, IgnorePattern,
-        LimitOutput, SaveAutoGrades,
-    )
     from nbconvert.preprocessors import ClearMetadataPreprocessor
+    from nbgrader.preprocessors import (
+        AssignLatePenalties,
+        CheckCellMetadata,
+        ClearHiddenTests,
+        Execute,
+        IgnorePattern,
+        LimitOutput,
+        SaveAutoGrades,
+    )
 
     root = Path(config_file).resolve().parent
     os.environ.update(QUIET_ENV)

@@ -10,8 +10,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from course.lessons import get_lesson  # noqa: E402
-from course.submissions import write_submission  # noqa: E402
+from course.lessons import get_lesson
+from course.submissions import write_submission
 
 
 @pytest.fixture(scope="session")

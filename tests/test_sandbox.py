@@ -73,7 +73,7 @@ def test_output_is_limited(box):
 
 def test_inputs_come_back_for_mutation_checks(box):
     x = torch.zeros(2)
-    result, args, _ = box.call("mutate", x, return_args=True)
+    _result, args, _ = box.call("mutate", x, return_args=True)
     assert torch.equal(args[0], torch.ones(2)) and torch.equal(x, torch.zeros(2))
 
 
