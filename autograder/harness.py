@@ -26,6 +26,7 @@ import time
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
@@ -33,7 +34,7 @@ from hypothesis import errors as hyp_errors
 from hypothesis.strategies import SearchStrategy
 
 from autograder.compare import Failure
-from course.sandbox import Sandbox, SandboxFailure, StudentError
+from course.sandbox import Sandbox, SandboxFailure, StudentError, memory_usage
 
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", tempfile.mkdtemp(prefix="course-hypothesis-"))
 
@@ -50,6 +51,10 @@ class Student(Protocol):
 
     def call_with_inputs(self, function: str, *args: Any, **kwargs: Any) -> tuple[Any, list, dict]:
         """`(result, args, kwargs)` as the function left its arguments after the call."""
+        ...
+
+    def peak_memory(self, function: str, *args: Any, **kwargs: Any) -> tuple[Any, int]:
+        """`(result, bytes)`: how far resident memory rose during the call."""
         ...
 
 
@@ -80,6 +85,9 @@ class RemoteStudent:
         return self.sandbox.call(function, *args, timeout=self._timeout(function),
                                  return_args=True, **kwargs)
 
+    def peak_memory(self, function: str, *args: Any, **kwargs: Any) -> tuple[Any, int]:
+        return self.sandbox.peak_memory(function, *args, timeout=self._timeout(function), **kwargs)
+
 
 class LocalStudent:
     """Functions from a namespace in this process (trusted code only: instructors, tests)."""
@@ -103,6 +111,13 @@ class LocalStudent:
 
     def call_with_inputs(self, function: str, *args: Any, **kwargs: Any) -> tuple[Any, list, dict]:
         return self.call(function, *args, **kwargs), list(args), kwargs
+
+    def peak_memory(self, function: str, *args: Any, **kwargs: Any) -> tuple[Any, int]:
+        pid = os.getpid()
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+        before = memory_usage(pid)["VmRSS"]
+        result = self.call(function, *args, **kwargs)
+        return result, max(0, memory_usage(pid)["VmHWM"] - before)
 
 
 @dataclass

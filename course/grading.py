@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import sys
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,7 @@ def suite(lesson: Lesson) -> Any:
     spec = importlib.util.spec_from_file_location(f"autograder.lesson{lesson.number}", lesson.checks)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module.suite
 

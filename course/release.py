@@ -8,6 +8,7 @@ and demand no change.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -34,7 +35,9 @@ def init_course_dir(root: Path, lessons: list[Lesson]) -> None:
 def nbgrader(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run one `nbgrader` command in the course directory `root`."""
     cmd = [sys.executable, "-m", "nbgrader", *args]
-    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+    # nbgrader runs `alembic` by name: put this environment's scripts first on PATH.
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, check=False)
     if check and proc.returncode != 0:
         raise RuntimeError(f"`nbgrader {' '.join(args)}` failed:\n{proc.stdout}\n{proc.stderr}")
     return proc

@@ -73,6 +73,26 @@ def bubblewrap() -> str | None:
     return exe if ok else None
 
 
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            todo += [int(c) for c in task.read_text().split()]
+    return out
+
+
+def memory_usage(pid: int) -> dict[str, int]:
+    """`VmRSS` (resident now) and `VmHWM` (peak since the last reset) of a process, in bytes."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) * 1024
+    return values
+
+
 def isolation_note() -> str:
     if bubblewrap():
         return ("bubblewrap: read-only file system, solutions and hidden tests hidden, "
@@ -134,7 +154,9 @@ class Sandbox:
                "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
                "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                "MPLBACKEND": "Agg", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-               "TQDM_DISABLE": "1", "PYTHONPATH": str(REPO) if not exe else ""}
+               "TQDM_DISABLE": "1",
+               # big buffers straight from mmap and back on free, so resident memory tracks live data
+               "MALLOC_MMAP_THRESHOLD_": "65536", "PYTHONPATH": str(REPO) if not exe else ""}
         self._proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._out,
             cwd=work, env=env, start_new_session=True,
@@ -256,6 +278,31 @@ class Sandbox:
                        else f"running this cell ended the process: {failure}")
                 self.broken[current] = why
                 self.kill()
+
+    def _student_pid(self) -> int:
+        """The pid of the Python process running student code (inside bubblewrap's namespace)."""
+        assert self._proc is not None
+        for pid in reversed(_descendants(self._proc.pid)):
+            try:
+                if b"course.sandbox_child" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return pid
+            except OSError:
+                continue
+        raise SandboxFailure("crash", "the process running your code is gone")
+
+    def peak_memory(self, function: str, *args: Any, timeout: float = 10.0, **kwargs: Any) -> tuple[Any, int]:
+        """`(result, bytes)`: the call's result and how far its resident memory rose above the start.
+
+        Measured from outside the sandbox (Linux /proc: the peak-RSS counter is
+        reset just before the call and read just after), so student code cannot
+        influence the number except by really using less memory.
+        """
+        self._ensure_loaded()
+        pid = self._student_pid()
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+        before = memory_usage(pid)["VmRSS"]
+        result = self.call(function, *args, timeout=timeout, **kwargs)
+        return result, max(0, memory_usage(pid)["VmHWM"] - before)
 
     # -- calls ------------------------------------------------------------------
     def call(self, function: str, *args: Any, timeout: float = 10.0,
