@@ -30,7 +30,7 @@ from typing import Any
 from nbconvert.preprocessors import Preprocessor
 from nbformat import NotebookNode, write
 from nbformat.v4 import new_output
-from traitlets import Float, List, Unicode
+from traitlets import Bool, Float, List, Unicode
 
 COURSE_ID = "llm-course"
 QUIET_ENV = {
@@ -47,6 +47,7 @@ QUIET_ENV = {
 class IsolatedGrades(Preprocessor):
     """Replace the outputs of hidden test cells with the isolated grader's verdict."""
 
+    enabled = Bool(True)  # nbconvert preprocessors are off unless enabled
     hide = List(Unicode(), help="Folders the sandbox must not see (the course directory).").tag(config=True)
     call_timeout = Float(10.0, help="Seconds one call of a student function may take.").tag(config=True)
     cell_budget = Float(60.0, help="Seconds all hidden tests of one cell may take.").tag(config=True)

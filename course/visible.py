@@ -33,7 +33,7 @@ def _not_implemented(exc: NotImplementedError, notebook: str) -> str:
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(CELL_PREFIX)]
     where = frames[-1].name if frames else "a function"
     return (f"{where} is not implemented yet: fill in its cell in {notebook} "
-            "(it still raises NotImplementedError). This is where to start.")
+            "(it still raises NotImplementedError).")
 
 
 def run_check(source: str, cell_name: str, notebook: Path) -> None:
@@ -47,8 +47,10 @@ def run_check(source: str, cell_name: str, notebook: Path) -> None:
     filename = f"{CELL_PREFIX}{notebook.name}, check cell [{cell_name}]>"
     try:
         exec(compile(strip_magics(source), filename, "exec"), namespace)
+        return
     except NotImplementedError as exc:
-        pytest.fail(_not_implemented(exc, notebook.name), pytrace=False)
+        message = _not_implemented(exc, notebook.name)
+    pytest.fail(message, pytrace=False)  # outside the except: no chained traceback
 
 
 def visible_checks(test_file: str, notebook: str) -> Callable[..., Any]:

@@ -43,13 +43,18 @@ def randn(shape: tuple[int, ...], seed: int, dtype: torch.dtype = torch.float64)
     return torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
 
 
-def qkv(batch: tuple[int, ...], tq: int, tk: int, d: int, dv: int, seed: int,
-        dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return (randn((*batch, tq, d), seed, dtype), randn((*batch, tk, d), seed + 1, dtype),
-            randn((*batch, tk, dv), seed + 2, dtype))
+def qkv(
+    batch: tuple[int, ...], tq: int, tk: int, d: int, dv: int, seed: int, dtype: torch.dtype = torch.float64
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return (
+        randn((*batch, tq, d), seed, dtype),
+        randn((*batch, tk, d), seed + 1, dtype),
+        randn((*batch, tk, dv), seed + 2, dtype),
+    )
 
 
 # -- causal_mask ---------------------------------------------------------------------------------
+
 
 @ORACLE
 @given(st.integers(1, 64))
@@ -66,6 +71,7 @@ def test_causal_mask_device(ref):
 
 # -- scaled_dot_product_attention ----------------------------------------------------------------
 
+
 @st.composite
 def attention_case(draw):
     batch = draw(batch_dims)
@@ -75,8 +81,13 @@ def attention_case(draw):
     mask = None
     kind = draw(st.sampled_from(["none", "full", "shared", "keys", "queries", "causal"]))
     if kind != "none":
-        shape = {"full": (*batch, tq, tk), "shared": (tq, tk), "keys": (1, tk),
-                 "queries": (*batch[-1:], tq, tk), "causal": (tq, tk)}[kind]
+        shape = {
+            "full": (*batch, tq, tk),
+            "shared": (tq, tk),
+            "keys": (1, tk),
+            "queries": (*batch[-1:], tq, tk),
+            "causal": (tq, tk),
+        }[kind]
         if kind == "causal":
             mask = torch.ones(tq, tk, dtype=torch.bool).tril()
         else:
@@ -127,11 +138,12 @@ def test_sdpa_scale_probe(ref):
 
 # -- tiled_attention -----------------------------------------------------------------------------
 
+
 @st.composite
 def tiled_case(draw):
     batch = draw(batch_dims)
-    tq, tk, d, dv = draw(st.integers(1, 12)), draw(st.integers(1, 12)), draw(st.integers(1, 6)), \
-        draw(st.integers(1, 6))
+    tq, tk = draw(st.integers(1, 12)), draw(st.integers(1, 12))
+    d, dv = draw(st.integers(1, 6)), draw(st.integers(1, 6))
     block = draw(st.one_of(st.just(1), st.just(tk), st.just(tk + 5), st.integers(1, tk + 2)))
     return qkv(batch, tq, tk, d, dv, draw(seeds)), block, draw(st.booleans())
 
@@ -203,14 +215,21 @@ def test_tiled_never_builds_the_score_matrix(ref, causal):
 
 # -- multi_head_attention ------------------------------------------------------------------------
 
+
 def gpt2_attention(x, w_q, w_k, w_v, w_o, n_heads, causal):
     """transformers' GPT2Attention (eager) with our weights copied in and zero biases."""
     from transformers import GPT2Config
     from transformers.models.gpt2.modeling_gpt2 import GPT2Attention
 
     batch, seq, d_model = x.shape
-    config = GPT2Config(n_embd=d_model, n_head=n_heads, n_positions=max(seq, 8), attn_pdrop=0.0,
-                        resid_pdrop=0.0, embd_pdrop=0.0)
+    config = GPT2Config(
+        n_embd=d_model,
+        n_head=n_heads,
+        n_positions=max(seq, 8),
+        attn_pdrop=0.0,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+    )
     config._attn_implementation = "eager"
     attn = GPT2Attention(config, layer_idx=0).to(x.dtype).eval()
     with torch.no_grad():
@@ -272,14 +291,20 @@ def test_mha_leaves_inputs_alone_and_keeps_float32(ref):
 
 # -- the notebook itself ---------------------------------------------------------------------------
 
+
 def test_reference_uses_no_library_attention():
     """The oracles must stay independent: no graded cell may call torch's own attention."""
     cells = {c.grade_id: c.source for c in read_notebook(NOTEBOOK) if c.is_solution}
     assert set(cells) == set(GRADED)
     for gid, source in cells.items():
         body = source.split("### BEGIN SOLUTION", 1)[1]
-        for banned in ("torch.nn.functional", "F.scaled_dot_product_attention", "MultiheadAttention",
-                       "multi_head_attention_forward", "import torch.nn"):
+        for banned in (
+            "torch.nn.functional",
+            "F.scaled_dot_product_attention",
+            "MultiheadAttention",
+            "multi_head_attention_forward",
+            "import torch.nn",
+        ):
             assert banned not in body, f"the reference {gid} uses {banned}"
 
 
