@@ -131,8 +131,17 @@ class Property:
 
 @dataclass
 class Suite:
+    """A lesson's hidden tests.
+
+    standins: source of correct versions of graded functions, written with
+    library calls (never the reference code, which must not enter the
+    sandbox). While one graded function is tested, the others it calls are
+    these stand-ins, so each function earns or loses only its own points.
+    """
+
     lesson: str
     properties: list[Property] = field(default_factory=list)
+    standins: str = ""
 
     def check(self, cell: str, description: str, *, cases: SearchStrategy[Any] | None = None,
               max_examples: int = 40) -> Callable[[Callable[..., None]], Callable[..., None]]:

@@ -88,10 +88,11 @@ def grade(path: str | Path, lesson: Lesson | None = None,
     if lesson is None:
         return ungradable(None, path, "cannot tell which lesson this notebook belongs to; "
                           "pass --lesson NN")
-    sandbox = Sandbox(path, options.limits, hide=options.hide)
+    tests = suite(lesson)
+    sandbox = Sandbox(path, options.limits, hide=options.hide, standins=tests.standins)
     sandbox.start()  # torch imports in the child while the reference loads here
     try:
-        ref, tests = reference(lesson), suite(lesson)
+        ref = reference(lesson)
         student = RemoteStudent(sandbox, options.call_timeout)
         results = [run_cell(tests, gid, pts, student, ref, options.cell_budget).as_dict()
                    for gid, pts in point_cells(lesson)]

@@ -105,7 +105,7 @@ def isolation_note() -> str:
 def _bwrap_argv(exe: str, notebook: Path, inner_nb: str, hide: list[Path]) -> list[str]:
     argv = [exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     visible = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), REPO / "course"}
-    hidden = {Path(tempfile.gettempdir()).resolve(), Path.home().resolve(), REPO, *hide}
+    hidden = {Path("/tmp"), Path(tempfile.gettempdir()).resolve(), Path.home().resolve(), REPO, *hide}
     for path in sorted(hidden, key=lambda p: len(p.parts)):
         if path.is_dir():
             argv += ["--tmpfs", str(path)]
@@ -113,7 +113,7 @@ def _bwrap_argv(exe: str, notebook: Path, inner_nb: str, hide: list[Path]) -> li
     for path in sorted(visible, key=lambda p: len(p.parts)):
         if path.exists() and any(path.is_relative_to(h) for h in hidden):
             argv += ["--ro-bind", str(path), str(path)]
-    argv += ["--tmpfs", "/tmp", "--ro-bind", str(notebook), inner_nb, "--chdir", "/tmp",
+    argv += ["--ro-bind", str(notebook), inner_nb, "--chdir", "/tmp",
              "--unshare-all", "--die-with-parent", "--new-session", "--"]
     return argv
 
@@ -122,8 +122,11 @@ class Sandbox:
     """A child process holding one student notebook; see the module docstring."""
 
     def __init__(self, notebook: str | Path, limits: Limits = Limits(),
-                 hide: list[Path] | tuple[Path, ...] = ()):
+                 hide: list[Path] | tuple[Path, ...] = (), standins: str = ""):
+        """standins: Python source defining correct versions of the lesson's graded
+        functions, used in place of the student's *other* functions during each call."""
         self.notebook = Path(notebook).resolve()
+        self.standins = standins
         self.limits = limits
         self.hide = [Path(p).resolve() for p in hide]
         self.load_errors: dict[str, str] = {}  # grade_id -> why that cell did not load
@@ -266,6 +269,7 @@ class Sandbox:
                     elif header.get("event") == "loaded":
                         errors = header.get("errors")
                         self.load_errors = dict(errors) if isinstance(errors, dict) else {}
+                        self._send({"op": "standins"}, self.standins)
                         self.loaded = True
                         break
             except (SandboxFailure, wire.WireError) as failure:
@@ -305,6 +309,14 @@ class Sandbox:
         return result, max(0, memory_usage(pid)["VmHWM"] - before)
 
     # -- calls ------------------------------------------------------------------
+    def _send(self, header: dict[str, Any], payload: Any) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(wire.encode_message(header, payload))
+            self._proc.stdin.flush()
+        except BrokenPipeError:
+            raise self._death() from None
+
     def call(self, function: str, *args: Any, timeout: float = 10.0,
              return_args: bool = False, **kwargs: Any) -> Any:
         """Call `function(*args, **kwargs)` in the child; see the module docstring.
@@ -316,14 +328,7 @@ class Sandbox:
         if function in self.broken:
             raise StudentError("exception", f"the cell defining {function} could not run: "
                                f"{self.broken[function]}")
-        assert self._proc is not None and self._proc.stdin is not None
-        frame = wire.encode_message({"function": function, "return_args": return_args},
-                                    (list(args), kwargs))
-        try:
-            self._proc.stdin.write(frame)
-            self._proc.stdin.flush()
-        except BrokenPipeError:
-            raise self._death() from None
+        self._send({"function": function, "return_args": return_args}, (list(args), kwargs))
         try:
             header, payload = self._read(time.monotonic() + timeout)
         except SandboxFailure as failure:

@@ -47,6 +47,32 @@ def _error_kind(exc: BaseException) -> str:
     return "exception"
 
 
+_MISSING = object()
+
+
+def _swap_in(namespace: dict[str, Any], standins: dict[str, Any], graded: str) -> dict[str, Any]:
+    """Put the lesson's stand-ins in place of the *other* graded functions for one call.
+
+    So each function is graded on its own: a student's multi_head_attention
+    that calls their own scaled_dot_product_attention is judged with a
+    correct one, and a bug (or an endless loop) costs only the function that has it.
+    """
+    saved = {}
+    for other, func in standins.items():
+        if other != graded and callable(func) and not other.startswith("_"):
+            saved[other] = namespace.get(other, _MISSING)
+            namespace[other] = func
+    return saved
+
+
+def _swap_out(namespace: dict[str, Any], saved: dict[str, Any]) -> None:
+    for other, func in saved.items():
+        if func is _MISSING:
+            namespace.pop(other, None)
+        else:
+            namespace[other] = func
+
+
 def serve(argv: list[str]) -> None:
     opts = _parse(argv)
     _limit(resource.RLIMIT_AS, opts.memory_mb << 20)
@@ -78,23 +104,30 @@ def serve(argv: list[str]) -> None:
     )
     namespace = loaded.module.__dict__
     send({"event": "loaded", "errors": loaded.errors})
+    standins: dict[str, Any] = {}
 
     while True:
         try:
             header, payload = wire.read_message(proto_in)
         except wire.WireError:
             return  # the grader is done (or gone)
+        if header.get("op") == "standins":
+            exec(compile(str(payload), "<stand-ins>", "exec"), standins)
+            continue
         name = header.get("function")
         func = namespace.get(name) if isinstance(name, str) else None
         if not callable(func):
             send({"ok": False, "kind": "missing", "message": f"no function named {name!r}"})
             continue
         args, kwargs = payload
+        swapped = _swap_in(namespace, standins, name)
         try:
             result = func(*args, **kwargs)
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - reported to the grader
             send({"ok": False, "kind": _error_kind(exc), "message": student_traceback(exc)})
             continue
+        finally:
+            _swap_out(namespace, swapped)
         try:
             reply = (result, list(args), kwargs) if header.get("return_args") else (result,)
             send({"ok": True}, reply)
