@@ -37,6 +37,7 @@ demo: install
 	$(BIN)/course demo
 
 test: install
+	$(BIN)/ruff check course autograder tests benchmarks
 	$(BIN)/python -m pytest tests -q
 	$(BIN)/course validate
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from course import ASSIGNMENTS, AUTOGRADER, MUTANTS, SOLUTIONS
-from course.notebook import Cell
+from course.notebook import Cell, read_notebook
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,6 @@ def lesson_for(path: Path, cells: list[Cell] | None = None) -> Lesson | None:
         if path.name == lesson.notebook:
             return lesson
     if cells:
-        from course.notebook import read_notebook
-
         ids = {c.grade_id for c in cells if c.is_solution}
         for lesson in all_lessons():
             if ids & {c.grade_id for c in read_notebook(lesson.solution) if c.is_solution}:

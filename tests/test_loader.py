@@ -9,7 +9,8 @@ from .conftest import write_notebook as make
 
 
 def test_runs_imports_and_solution_cells_only(tmp_path):
-    path = make(tmp_path, ("import math", "imports", False), ("def f(x):\n    return math.sqrt(x)", "f", True),
+    path = make(tmp_path, ("import math", "imports", False),
+                ("def f(x):\n    return math.sqrt(x)", "f", True),
                 ("raise RuntimeError('demo cell must not run')", None, False),
                 ("g = lambda: 1", "check_f", False))
     mod = load_notebook(path).module

@@ -1,4 +1,4 @@
-"""The real nbgrader pipeline, end to end, agrees with `course grade` — even when the kernel is tampered with."""
+"""The real nbgrader pipeline agrees with `course grade`, even when the kernel is tampered with."""
 
 import pytest
 

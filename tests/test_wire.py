@@ -46,7 +46,8 @@ def test_objects_are_refused():
 
 @pytest.mark.parametrize("body", [
     b"", b"\x01\x02", struct.pack("<II", 5, 0) + b"{bad}",
-    struct.pack("<II", 48, 1) + b'{"payload": {"t": "tensor", "dtype": "float32", ' + b'"shape": [4], "b": 0}}'[:48]
+    # a 4-element float32 tensor announced, 3 bytes sent
+    struct.pack("<II", 70, 1) + b'{"payload": {"t": "tensor", "dtype": "float32", "shape": [4], "b": 0}}'
     + struct.pack("<Q", 3) + b"abc",
 ])
 def test_malformed_messages_raise_wire_error(body):

@@ -241,4 +241,5 @@ def _(student, ref):
     expect(peak < FULL_SCORES // 2,
            f"memory rose by {peak / 2**20:.0f} MiB during the call; one full ({LONG}, {LONG}) score "
            f"matrix is {FULL_SCORES / 2**20:.0f} MiB, and a tiled implementation needs only a few "
-           f"({LONG}, {BLOCK}) blocks of {LONG * BLOCK * 4 / 2**20:.0f} MiB. Work one block of keys at a time.")
+           f"({LONG}, {BLOCK}) blocks of {LONG * BLOCK * 4 / 2**20:.0f} MiB. "
+           "Work one block of keys at a time.")
