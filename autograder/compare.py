@@ -38,6 +38,50 @@ def expect_tensor(got: Any, what: str) -> torch.Tensor:
     return got
 
 
+def expect_equal(got: Any, want: Any, what: str) -> None:
+    """Exact equality for discrete answers (ids, merges, vocabularies, strings).
+
+    Lists and tuples count as the same container (`[(1, 2)]` equals `[[1, 2]]`);
+    the message points at the first difference.
+    """
+    got, want = _plain(got), _plain(want)
+    if type(got) is not type(want):
+        raise Failure(f"{what} should be a {type(want).__name__}, but it is a {type(got).__name__}")
+    if got == want:
+        return
+    if isinstance(want, (list, tuple, str, bytes)) and isinstance(got, (list, tuple, str, bytes)):
+        i = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+        raise Failure(f"{what} differs first at position {i}: got {_short(got[i:i + 5])}, expected "
+                      f"{_short(want[i:i + 5])} (lengths: got {len(got)}, expected {len(want)})")
+    if isinstance(want, dict) and isinstance(got, dict):
+        missing = [k for k in want if k not in got]
+        extra = [k for k in got if k not in want]
+        wrong = [k for k in want if k in got and got[k] != want[k]]
+        parts = [f"missing keys {_short(missing)}" if missing else "",
+                 f"unexpected keys {_short(extra)}" if extra else "",
+                 f"wrong values at {_short(wrong)} (e.g. {wrong[0]!r}: got {_short(got[wrong[0]])}, "
+                 f"expected {_short(want[wrong[0]])})" if wrong else ""]
+        raise Failure(f"{what} is wrong: " + "; ".join(p for p in parts if p))
+    raise Failure(f"{what} is {_short(got)}, expected {_short(want)}")
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, dict):
+        return {_plain_key(k): _plain(v) for k, v in x.items()}
+    return x
+
+
+def _plain_key(k: Any) -> Any:
+    return tuple(_plain_key(v) for v in k) if isinstance(k, (list, tuple)) else k
+
+
+def _short(x: Any, limit: int = 120) -> str:
+    text = repr(x)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def expect_shape(got: Any, shape: tuple[int, ...], what: str) -> torch.Tensor:
     got = expect_tensor(got, what)
     if tuple(got.shape) != tuple(shape):
