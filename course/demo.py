@@ -137,7 +137,10 @@ def demo(lesson: Lesson, keep: bool = False) -> int:
             print(f"  {s.name:<8} {cells} {row['score']:>5g}/{row['max']:<3g} {row['csv']:>5g}"
                   f" {row['course_grade']:>13g}")
         print("\n" + "\n".join(f"  {s.name}: {s.hands_in}" for s in students))
-        print(f"\nFeedback for students: {book[students[-1].name]['feedback']}")
+        if keep:
+            print(f"\nFeedback for students: {book[students[-1].name]['feedback']}")
+        else:
+            print("\n(`course demo --keep` keeps the course directory, feedback pages included.)")
         print("nbgrader and `course grade` agree." if agree
               else "MISMATCH between nbgrader and `course grade`!")
         return 0 if agree else 1
