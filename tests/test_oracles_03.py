@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.overrides import TorchFunctionMode
 
+from autograder.strategies import batch_shapes, randn, seeds
 from course.loader import load_notebook
 from course.notebook import read_notebook
 
@@ -29,18 +30,12 @@ GRADED = ("causal_mask", "scaled_dot_product_attention", "multi_head_attention",
 ORACLE = settings(derandomize=True, database=None, deadline=None, max_examples=50)
 F64 = {"rtol": 1e-10, "atol": 1e-12}
 
-seeds = st.integers(0, 2**31 - 1)
-batch_dims = st.lists(st.integers(1, 3), max_size=2).map(tuple)
+batch_dims = batch_shapes()
 
 
 @pytest.fixture(scope="module")
 def ref():
     return load_notebook(NOTEBOOK, module_name="reference_03_oracles").module
-
-
-def randn(shape: tuple[int, ...], seed: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
 
 
 def qkv(
@@ -250,8 +245,8 @@ def mha_case(draw):
     batch, seq = draw(st.integers(1, 3)), draw(st.integers(1, 8))
     n_heads, head_dim = draw(st.integers(1, 4)), draw(st.integers(1, 5))
     d_model, seed = n_heads * head_dim, draw(seeds)
-    x = randn((batch, seq, d_model), seed)
-    ws = [randn((d_model, d_model), seed + 1 + i) / d_model**0.5 for i in range(4)]
+    x = randn((batch, seq, d_model), seed, torch.float64)
+    ws = [randn((d_model, d_model), seed + 1 + i, torch.float64) / d_model**0.5 for i in range(4)]
     return x, ws, n_heads, draw(st.booleans())
 
 
