@@ -135,3 +135,13 @@ def test_cli_grade_formats(lesson03, complete03, fmt):
         assert set(result["tests"][0]) == {"id", "points", "max_points", "status", "feedback"}
     else:
         assert "total" in proc.stdout and "10 / 10" in proc.stdout and "Isolation:" in proc.stdout
+
+
+def test_without_bubblewrap_grading_falls_back_and_says_so(complete03):
+    import os
+
+    env = dict(os.environ, COURSE_NO_BWRAP="1")
+    proc = subprocess.run([sys.executable, "-m", "course", "grade", str(complete03)],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "WARNING: bubblewrap is not available" in proc.stdout and "10 / 10" in proc.stdout
