@@ -25,8 +25,9 @@ def hidden_cell(grade_id: str) -> None:
     for lesson in all_lessons():
         points = dict(point_cells(lesson))
         if grade_id in points:
-            result = run_cell(suite(lesson), grade_id, points[grade_id],
-                              LocalStudent(vars(__main__)), reference(lesson))
+            tests = suite(lesson)
+            result = run_cell(tests, grade_id, points[grade_id],
+                              LocalStudent(vars(__main__), tests.standins), reference(lesson))
             print(f"{grade_id}: {result.points:g} / {result.max_points:g} ({result.status})")
             print(result.feedback)
             if result.status != "passed":

@@ -61,6 +61,15 @@ class Student(Protocol):
         """`(result, args, kwargs)` as the function left its arguments after the call."""
         ...
 
+    def drive(self, driver: str, function: str, *args: Any, **kwargs: Any) -> Any:
+        """Run the suite's `driver(namespace, *args, **kwargs)` next to the student's code.
+
+        For what a plain call cannot express (build the student's class, train
+        with their optimizer, ...); the driver returns plain data, and `function`
+        names the graded object it exercises (for stand-ins and messages).
+        """
+        ...
+
     def peak_memory(self, function: str, *args: Any, **kwargs: Any) -> tuple[Any, int]:
         """`(result, bytes)`: how far resident memory rose during the call."""
         ...
@@ -101,12 +110,18 @@ class RemoteStudent:
     def peak_memory(self, function: str, *args: Any, **kwargs: Any) -> tuple[Any, int]:
         return self.sandbox.peak_memory(function, *args, timeout=self._timeout(function), **kwargs)
 
+    def drive(self, driver: str, function: str, *args: Any, **kwargs: Any) -> Any:
+        return self.sandbox.call(function, *args, timeout=self._timeout(function), driver=driver,
+                                 **kwargs)
+
 
 class LocalStudent:
     """Functions from a namespace in this process (trusted code only: instructors, tests)."""
 
-    def __init__(self, namespace: dict[str, Any]):
+    def __init__(self, namespace: dict[str, Any], sandbox_code: str = ""):
         self.namespace = namespace
+        self.helpers: dict[str, Any] = {}
+        exec(compile(sandbox_code, "<stand-ins>", "exec"), self.helpers)
 
     def allow(self, seconds: float) -> None:
         pass
@@ -124,6 +139,16 @@ class LocalStudent:
 
     def call_with_inputs(self, function: str, *args: Any, **kwargs: Any) -> tuple[Any, list, dict]:
         return self.call(function, *args, **kwargs), list(args), kwargs
+
+    def drive(self, driver: str, function: str, *args: Any, **kwargs: Any) -> Any:
+        if not callable(self.namespace.get(function)):
+            raise StudentError("missing", f"no function named {function!r}")
+        try:
+            return self.helpers[driver](self.namespace, *args, **kwargs)
+        except NotImplementedError as exc:
+            raise StudentError("not_implemented", repr(exc)) from exc
+        except Exception as exc:  # noqa: BLE001 - reported like a sandboxed failure
+            raise StudentError("exception", f"{type(exc).__name__}: {exc}") from exc
 
     def call_within(self, seconds: float, function: str, *args: Any, **kwargs: Any) -> Any:
         start = time.monotonic()

@@ -53,6 +53,11 @@ def point_cells(lesson: Lesson) -> list[tuple[str, float]]:
     return [(c.grade_id or "", c.points) for c in graded_tests(read_notebook(lesson.solution))]
 
 
+def graded_functions(lesson: Lesson) -> tuple[str, ...]:
+    """Names of the lesson's graded functions and classes (the solution cells' grade ids)."""
+    return tuple(c.grade_id for c in read_notebook(lesson.solution) if c.is_solution and c.grade_id)
+
+
 def _result(lesson: Lesson | None, path: Path, tests: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "lesson": lesson.number if lesson else None,
@@ -89,13 +94,15 @@ def grade(path: str | Path, lesson: Lesson | None = None,
         return ungradable(None, path, "cannot tell which lesson this notebook belongs to; "
                           "pass --lesson NN")
     tests = suite(lesson)
-    sandbox = Sandbox(path, options.limits, hide=options.hide, standins=tests.standins)
+    cells = point_cells(lesson)
+    sandbox = Sandbox(path, options.limits, hide=options.hide, standins=tests.standins,
+                      graded=graded_functions(lesson))
     sandbox.start()  # torch imports in the child while the reference loads here
     try:
         ref = reference(lesson)
         student = RemoteStudent(sandbox, options.call_timeout)
         results = [run_cell(tests, gid, pts, student, ref, options.cell_budget).as_dict()
-                   for gid, pts in point_cells(lesson)]
+                   for gid, pts in cells]
     finally:
         sandbox.kill()
     return _result(lesson, path, results)

@@ -122,11 +122,14 @@ class Sandbox:
     """A child process holding one student notebook; see the module docstring."""
 
     def __init__(self, notebook: str | Path, limits: Limits = Limits(),
-                 hide: list[Path] | tuple[Path, ...] = (), standins: str = ""):
-        """standins: Python source defining correct versions of the lesson's graded
-        functions, used in place of the student's *other* functions during each call."""
+                 hide: list[Path] | tuple[Path, ...] = (), standins: str = "",
+                 graded: tuple[str, ...] = ()):
+        """standins: Python source run in the child: correct versions of the `graded`
+        functions, used in place of the student's *other* graded functions during each
+        call, and `drive_*` routines for `call(..., driver=...)`."""
         self.notebook = Path(notebook).resolve()
         self.standins = standins
+        self.graded = list(graded)
         self.limits = limits
         self.hide = [Path(p).resolve() for p in hide]
         self.load_errors: dict[str, str] = {}  # grade_id -> why that cell did not load
@@ -269,7 +272,7 @@ class Sandbox:
                     elif header.get("event") == "loaded":
                         errors = header.get("errors")
                         self.load_errors = dict(errors) if isinstance(errors, dict) else {}
-                        self._send({"op": "standins"}, self.standins)
+                        self._send({"op": "standins", "graded": self.graded}, self.standins)
                         self.loaded = True
                         break
             except (SandboxFailure, wire.WireError) as failure:
@@ -318,17 +321,21 @@ class Sandbox:
             raise self._death() from None
 
     def call(self, function: str, *args: Any, timeout: float = 10.0,
-             return_args: bool = False, **kwargs: Any) -> Any:
+             return_args: bool = False, driver: str | None = None, **kwargs: Any) -> Any:
         """Call `function(*args, **kwargs)` in the child; see the module docstring.
 
         With `return_args`, returns `(result, args_after, kwargs_after)` so the
-        caller can check that the inputs were not mutated.
+        caller can check that the inputs were not mutated. With `driver`, calls
+        the suite's routine `driver(namespace, *args, **kwargs)` instead, which
+        exercises `function` (e.g. builds the student's class and runs it) and
+        returns plain data.
         """
         self._ensure_loaded()
         if function in self.broken:
             raise StudentError("exception", f"the cell defining {function} could not run: "
                                f"{self.broken[function]}")
-        self._send({"function": function, "return_args": return_args}, (list(args), kwargs))
+        self._send({"function": function, "return_args": return_args, "driver": driver},
+                   (list(args), kwargs))
         try:
             header, payload = self._read(time.monotonic() + timeout)
         except SandboxFailure as failure:

@@ -50,18 +50,19 @@ def _error_kind(exc: BaseException) -> str:
 _MISSING = object()
 
 
-def _swap_in(namespace: dict[str, Any], standins: dict[str, Any], graded: str) -> dict[str, Any]:
-    """Put the lesson's stand-ins in place of the *other* graded functions for one call.
+def _swap_in(namespace: dict[str, Any], standins: dict[str, Any], names: list[str],
+             graded: str) -> dict[str, Any]:
+    """Put the lesson's stand-ins in place of the *other* graded functions (`names`) for one call.
 
     So each function is graded on its own: a student's multi_head_attention
     that calls their own scaled_dot_product_attention is judged with a
     correct one, and a bug (or an endless loop) costs only the function that has it.
     """
     saved = {}
-    for other, func in standins.items():
-        if other != graded and callable(func) and not other.startswith("_"):
+    for other in names:
+        if other != graded and callable(standins.get(other)):
             saved[other] = namespace.get(other, _MISSING)
-            namespace[other] = func
+            namespace[other] = standins[other]
     return saved
 
 
@@ -104,7 +105,8 @@ def serve(argv: list[str]) -> None:
     )
     namespace = loaded.module.__dict__
     send({"event": "loaded", "errors": loaded.errors})
-    standins: dict[str, Any] = {}
+    helpers: dict[str, Any] = {}  # the suite's sandbox code: stand-ins and drive_* functions
+    graded_names: list[str] = []
 
     while True:
         try:
@@ -112,7 +114,8 @@ def serve(argv: list[str]) -> None:
         except wire.WireError:
             return  # the grader is done (or gone)
         if header.get("op") == "standins":
-            exec(compile(str(payload), "<stand-ins>", "exec"), standins)
+            exec(compile(str(payload), "<stand-ins>", "exec"), helpers)
+            graded_names = [n for n in header.get("graded", []) if isinstance(n, str)]
             continue
         name = header.get("function")
         func = namespace.get(name) if isinstance(name, str) else None
@@ -120,7 +123,11 @@ def serve(argv: list[str]) -> None:
             send({"ok": False, "kind": "missing", "message": f"no function named {name!r}"})
             continue
         args, kwargs = payload
-        swapped = _swap_in(namespace, standins, name)
+        driver = header.get("driver")
+        if driver is not None:  # a suite-provided routine that exercises `name` (a class, say)
+            args = [namespace, *args]
+            func = helpers[driver]
+        swapped = _swap_in(namespace, helpers, graded_names, name)
         try:
             result = func(*args, **kwargs)
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - reported to the grader
@@ -129,6 +136,8 @@ def serve(argv: list[str]) -> None:
         finally:
             _swap_out(namespace, swapped)
         try:
+            if driver is not None:
+                args = args[1:]
             reply = (result, list(args), kwargs) if header.get("return_args") else (result,)
             send({"ok": True}, reply)
         except wire.Unsendable as exc:

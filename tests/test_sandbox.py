@@ -103,3 +103,17 @@ def test_solutions_and_hidden_tests_are_out_of_sight(box):
 def test_no_network(box):
     with pytest.raises(StudentError, match="OSError|unreachable|refused"):
         box.call("connect", 1)
+
+
+def test_drivers_and_stand_ins(tmp_path):
+    """A suite's driver exercises a student class; the other graded names are stand-ins meanwhile."""
+    path = write_notebook(
+        tmp_path, ("import torch", "imports", False),
+        ("class Acc:\n    def __init__(self, k):\n        self.k = k\n"
+         "    def add(self, x):\n        return helper(x) * self.k\n", "Acc", True),
+        ("def helper(x):\n    return x + 100\n", "helper", True))
+    code = ("def helper(x):\n    return x + 1\n\n"
+            "def drive_acc(ns, k, xs):\n    acc = ns['Acc'](k)\n    return [acc.add(x) for x in xs]\n")
+    with Sandbox(path, standins=code, graded=("Acc", "helper")) as box:
+        assert box.call("Acc", 3, [1, 2], driver="drive_acc") == [6, 9]  # helper is the stand-in
+        assert box.call("helper", 1) == 101  # the function under test is always the student's
