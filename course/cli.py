@@ -45,6 +45,14 @@ def cmd_grade(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_grade_all(args: argparse.Namespace) -> int:
+    from course.batch import grade_all
+
+    return grade_all(Path(args.dir), lesson=get_lesson(args.lesson) if args.lesson else None,
+                     csv_path=Path(args.csv) if args.csv else None, workers=args.workers,
+                     force=args.force)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from course.validate import validate
 
@@ -84,6 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lesson", metavar="NN", help="the lesson (default: from the file name)")
     g.add_argument("--json", action="store_true", help="print the result as JSON")
     g.set_defaults(func=cmd_grade)
+
+    a = sub.add_parser("grade-all", help="grade every submission in a folder into a CSV, in parallel")
+    a.add_argument("dir", help="an nbgrader course, its submitted/ folder, or a folder of notebooks")
+    a.add_argument("--lesson", metavar="NN", help="the lesson (default: from each notebook)")
+    a.add_argument("--csv", metavar="PATH", help="where the grades go (default: DIR/grades.csv)")
+    a.add_argument("--workers", type=int, default=None, help="parallel graders (default: cores)")
+    a.add_argument("--force", action="store_true", help="regrade submissions already in the CSV")
+    a.set_defaults(func=cmd_grade_all)
 
     v = sub.add_parser("validate", help="solutions full marks, stubs zero, every mistake loses points")
     v.add_argument("lessons", nargs="*", metavar="NN")
