@@ -96,7 +96,7 @@ def grade(path: str | Path, lesson: Lesson | None = None,
     tests = suite(lesson)
     cells = point_cells(lesson)
     sandbox = Sandbox(path, options.limits, hide=options.hide, standins=tests.standins,
-                      graded=graded_functions(lesson))
+                      graded=graded_functions(lesson), lesson=lesson.number)
     sandbox.start()  # torch imports in the child while the reference loads here
     try:
         ref = reference(lesson)

@@ -43,7 +43,8 @@ class Limits:
 
 
 class StudentError(Exception):
-    """The student's function raised; `kind` is exception, not_implemented, missing, memory or unsendable."""
+    """The student's function raised; `kind` is exception, not_implemented, forbidden, missing, memory
+    or unsendable."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)
@@ -123,13 +124,15 @@ class Sandbox:
 
     def __init__(self, notebook: str | Path, limits: Limits = Limits(),
                  hide: list[Path] | tuple[Path, ...] = (), standins: str = "",
-                 graded: tuple[str, ...] = ()):
+                 graded: tuple[str, ...] = (), lesson: str = ""):
         """standins: Python source run in the child: correct versions of the `graded`
         functions, used in place of the student's *other* graded functions during each
-        call, and `drive_*` routines for `call(..., driver=...)`."""
+        call, and `drive_*` routines for `call(..., driver=...)`. lesson: whose forbidden
+        library calls the child refuses to student code (`course.forbidden`)."""
         self.notebook = Path(notebook).resolve()
         self.standins = standins
         self.graded = list(graded)
+        self.lesson = lesson
         self.limits = limits
         self.hide = [Path(p).resolve() for p in hide]
         self.load_errors: dict[str, str] = {}  # grade_id -> why that cell did not load
@@ -151,7 +154,7 @@ class Sandbox:
         exe = bubblewrap()
         inner_nb = f"/tmp/submission/{self.notebook.name}" if exe else str(self.notebook)
         child = [sys.executable, "-m", "course.sandbox_child", inner_nb,
-                 "--skip", ",".join(self.broken),
+                 "--skip", ",".join(self.broken), "--lesson", self.lesson,
                  "--memory-mb", str(self.limits.memory_mb),
                  "--cpu-seconds", str(self.limits.cpu_seconds),
                  "--output-bytes", str(self.limits.output_bytes)]

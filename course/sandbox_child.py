@@ -19,7 +19,7 @@ import sys
 import traceback
 from typing import Any
 
-from course import wire
+from course import forbidden, wire
 from course.loader import load_notebook, student_traceback
 
 
@@ -31,6 +31,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="course.sandbox_child")
     p.add_argument("notebook")
     p.add_argument("--skip", default="")
+    p.add_argument("--lesson", default="")  # whose forbidden library calls to refuse
     p.add_argument("--memory-mb", type=int, default=2048)
     p.add_argument("--cpu-seconds", type=int, default=600)
     p.add_argument("--output-bytes", type=int, default=8 << 20)
@@ -40,6 +41,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 def _error_kind(exc: BaseException) -> str:
     if isinstance(exc, NotImplementedError):
         return "not_implemented"
+    if isinstance(exc, forbidden.ForbiddenCall):
+        return "forbidden"
     if isinstance(exc, MemoryError) or "can't allocate memory" in str(exc):
         return "memory"
     if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
@@ -92,6 +95,7 @@ def serve(argv: list[str]) -> None:
     import torch
 
     torch.set_num_threads(1)
+    forbidden.install(opts.lesson)  # before loading, so aliases and subclasses made at load are caught
 
     def send(header: dict[str, Any], payload: Any = None) -> None:
         wire.write_message(proto_out, header, payload)
