@@ -152,9 +152,12 @@ class EncodeCase:
         return f"merges of train_bpe({self.corpus!r}), encoding text={_show(self.text)}"
 
 
+# Any code point but the surrogates, which UTF-8 cannot encode. (Named explicitly: st.text()'s default,
+# characters(codec="utf-8"), takes seconds to set up in every fresh grading process.)
+any_character = st.characters(exclude_categories=("Cs",))
 unicode_text = st.one_of(
     st.lists(st.sampled_from(FRAGMENTS), max_size=24).map("".join),
-    st.text(max_size=40),
+    st.text(any_character, max_size=40),
 ).map(Text)
 
 small_corpora = st.builds(
@@ -181,7 +184,7 @@ def merge_cases(draw: st.DrawFn) -> Merge:
     alphabet = draw(st.sampled_from([[97], [97, 98], [97, 98, 99], [1, 256, 300]]))
     ids = draw(st.lists(st.sampled_from(alphabet), max_size=30))
     pair = (draw(st.sampled_from(alphabet)), draw(st.sampled_from(alphabet)))
-    return Merge(ids, pair, draw(st.sampled_from([1000, 257, alphabet[0]])))
+    return Merge(ids, pair, draw(st.sampled_from([257, 1000])))  # a fresh id, as in training
 
 
 @st.composite
@@ -234,7 +237,9 @@ def _explain_merges(got: list[Any], want: list[tuple[int, int]], text: str, voca
     def describe(pair: Any) -> str:
         try:
             a, b = pair
-            return f"{tuple(pair)} = ({vocab[a]!r}, {vocab[b]!r}), which occurs {counts.get((a, b), 0)} times"
+            n = counts.get((a, b), 0)
+            times = "time" if n == 1 else "times"
+            return f"{tuple(pair)} = ({vocab[a]!r}, {vocab[b]!r}), which occurs {n} {times}"
         except (TypeError, ValueError, KeyError):
             return repr(pair)
 
@@ -302,14 +307,15 @@ def _(student, ref, case):
     _expect_training(got, ref.train_bpe(case.text, case.vocab_size), case.text, ref)
 
 
-TIMING_MERGES, TIMING_LIMIT_S = 80, 1.5
+TIMING_MERGES, TIMING_LIMIT_S = 80, 2.0
 
 
 @suite.check("test_train_bpe", f"fast enough: {TIMING_MERGES} merges on a text of 40,000 words "
              f"(400 distinct) within {TIMING_LIMIT_S:g} s")
 def _(student, ref):
-    # A version that recounts the pairs of the distinct pretokens at every merge takes about 0.2 s
-    # here; one that works on every occurrence of every pretoken takes about 5 s.
+    # Measured in the sandbox: a version that recounts the pairs of the distinct pretokens at every
+    # merge takes 0.2-0.4 s, the reference 0.07-0.2 s, one that recounts every occurrence of every
+    # pretoken about 14 s.
     text = _timing_text()
     size = 256 + TIMING_MERGES
     got = student.call_within(TIMING_LIMIT_S, "train_bpe", text, size)
@@ -352,8 +358,8 @@ def _(student, ref, case):
 
 @st.composite
 def invalid_ids(draw: st.DrawFn) -> Ids:
-    ids = draw(st.lists(st.one_of(st.integers(0x80, 0xFF), st.integers(0, 0x7F), st.integers(256, REF_VOCAB_SIZE - 1)),
-                        min_size=1, max_size=12))
+    token = st.one_of(st.integers(0x80, 0xFF), st.integers(0, 0x7F), st.integers(256, REF_VOCAB_SIZE - 1))
+    ids = draw(st.lists(token, min_size=1, max_size=12))
     return Ids(ids)
 
 
