@@ -16,7 +16,7 @@ export MPLBACKEND := Agg
 # pip on these machines lists local index folders that may not exist; keep its output readable.
 PIP_FILTER := grep -v '^WARNING: Location' || true
 
-.PHONY: install demo test release validate lab bench lint clean sandbox
+.PHONY: install demo test notebooks release validate lab bench lint clean sandbox
 
 install: $(STAMP) sandbox
 
@@ -41,6 +41,10 @@ test: install
 	$(BIN)/python -m pytest tests -q
 	$(BIN)/course validate
 
+# Every solution notebook top to bottom, demos and experiments included (about 15 min on 2 cores).
+notebooks: install
+	$(BIN)/python -m pytest tests/test_solution_notebooks.py -q -m notebooks --durations=0
+
 release: install
 	$(BIN)/course release
 
@@ -52,6 +56,7 @@ lab: install
 
 bench: install
 	$(BIN)/python benchmarks/grade_speed.py
+	$(BIN)/python benchmarks/grade_all.py
 
 lint: install
 	$(BIN)/ruff check course autograder tests benchmarks
