@@ -89,6 +89,10 @@ class RemoteStudent:
         self.deadline = time.monotonic() + seconds
 
     def _timeout(self, function: str) -> float:
+        # (Re)loading the notebook, after a crash say, is the sandbox's time, not this cell's.
+        start = time.monotonic()
+        self.sandbox.load()
+        self.deadline += time.monotonic() - start
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             raise SandboxFailure("timeout", f"the hidden tests of {function} took longer than "

@@ -11,8 +11,10 @@ warnings and progress bars silenced (a test cell that writes to stderr scores
 the part that matters — the `IsolatedGrades` preprocessor.
 
 Autograding executes the student's notebook in a kernel, so that feedback
-shows its outputs; but code in that kernel can rewrite later cells, patch
-comparisons or print fake results, so nothing it produces is trusted.
+shows its outputs. `SafeExecute` (see `course.autograde_kernel`) runs that
+kernel sandboxed and limited, caps its output and survives its death; but
+code in the kernel can still rewrite later cells, patch comparisons or print
+fake results, so nothing it produces is trusted.
 `IsolatedGrades` runs after execution and before nbgrader records scores: it
 grades the submitted source with `course.grading.grade` (student code in the
 sandbox, comparisons here) and overwrites the outputs of every hidden test
@@ -89,11 +91,12 @@ def configure(c: Any, config_file: str | os.PathLike[str], course_id: str = COUR
         AssignLatePenalties,
         CheckCellMetadata,
         ClearHiddenTests,
-        Execute,
         IgnorePattern,
         LimitOutput,
         SaveAutoGrades,
     )
+
+    from course.autograde_kernel import SafeExecute
 
     root = Path(config_file).resolve().parent
     os.environ.update(QUIET_ENV)
@@ -106,10 +109,11 @@ def configure(c: Any, config_file: str | os.PathLike[str], course_id: str = COUR
     c.Execute.extra_arguments = ["--InteractiveShell.xmode=Minimal"]
     c.Autograde.exclude_overwriting = {}
     c.Autograde.autograde_preprocessors = [
-        Execute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, IsolatedGrades,
+        SafeExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, IsolatedGrades,
         SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,
     ]
     c.IsolatedGrades.hide = [str(root)]
+    c.SandboxedKernelManager.hide = [str(root)]
     c.GenerateFeedback.preprocessors = [
         ClearHiddenTests, "nbgrader.preprocessors.GetGrades",
         "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",

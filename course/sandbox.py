@@ -39,7 +39,7 @@ class Limits:
     memory_mb: int = 2048  # address space of the child
     cpu_seconds: int = 600  # CPU time over the child's whole life
     output_bytes: int = 8 << 20  # what the student's code may print
-    load_seconds: float = 60.0  # importing torch + running the graded cells
+    load_seconds: float = 30.0  # importing torch + running the graded cells
 
 
 class StudentError(Exception):
@@ -103,7 +103,18 @@ def isolation_note() -> str:
             "(install it with `apt-get install bubblewrap`)")
 
 
-def _bwrap_argv(exe: str, notebook: Path, inner_nb: str, hide: list[Path]) -> list[str]:
+def bwrap_argv(exe: str, *, hide: list[Path] | tuple[Path, ...] = (),
+               ro: list[tuple[Path, str]] | tuple[()] = (), rw: list[Path] | tuple[()] = (),
+               chdir: str = "/tmp", new_session: bool = True) -> list[str]:
+    """bubblewrap's arguments for running student code.
+
+    The whole file system read-only, with /tmp, the home folder, the course
+    checkout and `hide` replaced by empty private folders (the interpreter and
+    the `course` package are put back); then `ro` files bound in read-only at
+    the given paths and the `rw` folders writable; no network, its own
+    process namespace, killed with its parent. `new_session` detaches it from
+    the terminal (and from signals sent to the parent's process group).
+    """
     argv = [exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     visible = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), REPO / "course"}
     hidden = {Path("/tmp"), Path(tempfile.gettempdir()).resolve(), Path.home().resolve(), REPO, *hide}
@@ -114,9 +125,12 @@ def _bwrap_argv(exe: str, notebook: Path, inner_nb: str, hide: list[Path]) -> li
     for path in sorted(visible, key=lambda p: len(p.parts)):
         if path.exists() and any(path.is_relative_to(h) for h in hidden):
             argv += ["--ro-bind", str(path), str(path)]
-    argv += ["--ro-bind", str(notebook), inner_nb, "--chdir", "/tmp",
-             "--unshare-all", "--die-with-parent", "--new-session", "--"]
-    return argv
+    for src, dest in ro:
+        argv += ["--ro-bind", str(src), dest]
+    for path in rw:
+        argv += ["--bind", str(path), str(path)]
+    argv += ["--chdir", chdir, "--unshare-all", "--die-with-parent"]
+    return argv + (["--new-session", "--"] if new_session else ["--"])
 
 
 class Sandbox:
@@ -158,7 +172,7 @@ class Sandbox:
                  "--memory-mb", str(self.limits.memory_mb),
                  "--cpu-seconds", str(self.limits.cpu_seconds),
                  "--output-bytes", str(self.limits.output_bytes)]
-        argv = _bwrap_argv(exe, self.notebook, inner_nb, self.hide) + child if exe else child
+        argv = (bwrap_argv(exe, hide=self.hide, ro=[(self.notebook, inner_nb)]) + child) if exe else child
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/tmp" if exe else str(work),
                "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
                "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
@@ -260,8 +274,11 @@ class Sandbox:
                 raise self._death()
             self._buf += chunk
 
-    def _ensure_loaded(self) -> None:
-        """Start the child if needed and wait until the notebook's cells have run."""
+    def load(self) -> None:
+        """Start the child if needed and wait until the notebook's cells have run.
+
+        A cell that hangs or kills the child while loading is recorded in `broken`
+        and skipped by the next child; `load` returns once a child has loaded."""
         while not self.loaded:
             if self._proc is None:
                 self.start()
@@ -307,7 +324,7 @@ class Sandbox:
         reset just before the call and read just after), so student code cannot
         influence the number except by really using less memory.
         """
-        self._ensure_loaded()
+        self.load()
         pid = self._student_pid()
         Path(f"/proc/{pid}/clear_refs").write_text("5")
         before = memory_usage(pid)["VmRSS"]
@@ -333,7 +350,7 @@ class Sandbox:
         exercises `function` (e.g. builds the student's class and runs it) and
         returns plain data.
         """
-        self._ensure_loaded()
+        self.load()
         if function in self.broken:
             raise StudentError("exception", f"the cell defining {function} could not run: "
                                f"{self.broken[function]}")

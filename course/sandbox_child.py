@@ -14,17 +14,12 @@ from __future__ import annotations
 import argparse
 import errno
 import os
-import resource
 import sys
 import traceback
 from typing import Any
 
-from course import forbidden, wire
+from course import forbidden, limits, wire
 from course.loader import load_notebook, student_traceback
-
-
-def _limit(which: int, value: int) -> None:
-    resource.setrlimit(which, (value, value))
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -32,9 +27,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("notebook")
     p.add_argument("--skip", default="")
     p.add_argument("--lesson", default="")  # whose forbidden library calls to refuse
-    p.add_argument("--memory-mb", type=int, default=2048)
-    p.add_argument("--cpu-seconds", type=int, default=600)
-    p.add_argument("--output-bytes", type=int, default=8 << 20)
+    limits.add_arguments(p)
     return p.parse_args(argv)
 
 
@@ -79,10 +72,7 @@ def _swap_out(namespace: dict[str, Any], saved: dict[str, Any]) -> None:
 
 def serve(argv: list[str]) -> None:
     opts = _parse(argv)
-    _limit(resource.RLIMIT_AS, opts.memory_mb << 20)
-    _limit(resource.RLIMIT_CPU, opts.cpu_seconds)
-    _limit(resource.RLIMIT_FSIZE, opts.output_bytes)
-    _limit(resource.RLIMIT_CORE, 0)
+    limits.apply(opts.memory_mb, opts.cpu_seconds, opts.output_bytes)
     # The protocol keeps private copies of stdin/stdout; fd 1 then points at
     # the output file (fd 2) and fd 0 at /dev/null, so prints and input()
     # from student code can never corrupt the channel.

@@ -1,0 +1,173 @@
+"""The bad-submission corpus (`tests/bad_submissions/corpus.py`) through both grading paths.
+
+`course grade` (here through `course grade-all`'s worker pool) grades every case; nbgrader
+autograde grades the cases whose nbgrader path differs from `course grade`'s: the kernel runs the
+whole notebook there, so the hostile code runs a second time, outside the grader's sandbox.
+Each case must get exactly its expected points, say why, leave nothing behind, and regrade the same.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from bad_submissions.corpus import LESSON, Case, build, names
+
+from course import REPO
+from course.batch import Submission, grade_many
+from course.grading import point_cells
+from course.release import init_course_dir, nbgrader
+from course.sandbox import bubblewrap
+
+POINTS = dict(point_cells(LESSON))
+# Through nbgrader: every hostile case (its code also runs in the autograde kernel) and the broken
+# cases that nbgrader itself treats specially (damaged files, edited nbgrader metadata and test cells).
+NBGRADER_CASES = [
+    "truncated_json", "nbformat_v3", "grade_id_duplicated", "points_inflated", "test_cell_emptied",
+    "test_cell_deleted", "loop_at_load", "memory_at_load", "prints_gigabytes", "os_exit_at_load",
+    "kills_parent", "fork_bomb", "patches_comparisons", "writes_outside", "opens_network",
+]
+LEFTOVERS = ["pwned.txt", "course/pwned.txt"]  # what `writes_outside` tries to create in the checkout
+
+
+class Listener:
+    """A local TCP server that records whether anything connected (the network case)."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            conn.close()
+
+
+@pytest.fixture(scope="module")
+def listener():
+    server = Listener()
+    yield server
+    server.server.close()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, listener) -> dict[str, Case]:
+    cases = build(tmp_path_factory.mktemp("corpus"), port=listener.port)
+    return {c.name: c for c in cases}
+
+
+def _check(case: Case, points: dict[str, float], feedback: dict[str, str]) -> None:
+    if case.needs_bwrap and not bubblewrap():
+        pytest.skip("needs the bubblewrap sandbox")
+    assert points == case.expected_points(POINTS), f"{case.name}: {case.what}"
+    if case.zero:
+        first = feedback[f"test_{case.zero[0]}"]
+        assert first.strip(), f"{case.name}: a zeroed test must say why"
+        assert case.says.lower() in first.lower(), (case.name, first)
+    assert "BEGIN HIDDEN TESTS" not in "".join(feedback.values())
+
+
+# -- course grade --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def graded(corpus) -> dict[str, dict]:
+    subs = [Submission(c.name, c.name, c.path, LESSON) for c in corpus.values()]
+    return {sub.student: result for sub, result, _ in grade_many(subs, workers=2)}
+
+
+def test_corpus_is_large_and_varied():
+    assert len(names()) >= 30
+
+
+@pytest.mark.parametrize("name", names())
+def test_course_grade(name, corpus, graded):
+    result = graded[name]
+    _check(corpus[name], {t["id"]: t["points"] for t in result["tests"]},
+           {t["id"]: t["feedback"] for t in result["tests"]})
+
+
+def test_nothing_escapes(graded, listener):
+    assert not [p for p in LEFTOVERS if (REPO / p).exists()]
+    assert not (Path.home() / "pwned.txt").exists()
+    if bubblewrap():
+        assert listener.connections == 0, "student code reached a local server"
+    lingering = subprocess.run(["pgrep", "-f", "course.sandbox_child"], capture_output=True, text=True)
+    assert not lingering.stdout.strip(), "sandboxed processes outlived grading"
+
+
+def test_regrading_gives_the_same_points(corpus, graded):
+    again = ["loop_in_call", "os_exit_in_call", "memory_in_call", "fork_bomb", "lying_tensor"]
+    subs = [Submission(n, n, corpus[n].path, LESSON) for n in again]
+    for sub, result, _ in grade_many(subs, workers=2):
+        assert [t["points"] for t in result["tests"]] == [t["points"] for t in graded[sub.student]["tests"]]
+
+
+# -- nbgrader autograde ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def autograded(corpus, tmp_path_factory) -> tuple[Path, dict[str, dict[str, float]], dict[str, str]]:
+    """One course directory, the chosen cases submitted as students, autograded by nbgrader."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    root = tmp_path_factory.mktemp("course")
+    init_course_dir(root, [LESSON])
+    nbgrader(root, "generate_assignment", LESSON.number, "--force")
+    for name in NBGRADER_CASES:
+        dest = root / "submitted" / name / LESSON.number
+        dest.mkdir(parents=True)
+        shutil.copy(corpus[name].path, dest / LESSON.notebook)
+        (dest / "timestamp.txt").write_text("2026-12-01 12:00:00.000000 UTC")
+    # one nbgrader process for the class, as an instructor would run it; cells time out at 20 s
+    log = nbgrader(root, "autograde", LESSON.number, "--Execute.timeout=20", check=False)
+    scores: dict[str, dict[str, float]] = {}
+    feedback: dict[str, str] = {}
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", "llm-course") as gb:
+        for name in NBGRADER_CASES:
+            try:
+                sub = gb.find_submission_notebook(Path(LESSON.notebook).stem, LESSON.number, name)
+            except MissingEntry:
+                continue  # nbgrader could not autograde it at all
+            scores[name] = {g.name: g.score for g in sub.grades}
+    for name in NBGRADER_CASES:
+        graded_nb = root / "autograded" / name / LESSON.number / LESSON.notebook
+        feedback[name] = graded_nb.read_text() if graded_nb.exists() else ""
+    return root, scores, {"log": log.stdout + log.stderr, **feedback}
+
+
+UNREADABLE = {"truncated_json", "nbformat_v3"}
+
+
+@pytest.mark.parametrize("name", NBGRADER_CASES)
+def test_nbgrader_autograde(name, corpus, autograded):
+    root, scores, texts = autograded
+    case = corpus[name]
+    if name in UNREADABLE:
+        # nbgrader refuses a file it cannot parse: the submission is not graded (no points
+        # recorded, so none gained), its log says why, and the rest of the class is graded.
+        assert name not in scores, scores.get(name)
+        assert name in texts["log"]
+        return
+    if case.needs_bwrap and not bubblewrap():
+        pytest.skip("needs the bubblewrap sandbox")
+    assert name in scores, f"nbgrader did not grade {name}:\n{texts['log'][-3000:]}"
+    assert scores[name] == case.expected_points(POINTS), f"{name}: {case.what}"
+    if case.zero:
+        assert f"test_{case.zero[0]}" in texts[name]
+
+
+def test_nbgrader_course_directory_untouched(autograded, listener):
+    root, scores, _ = autograded
+    assert not list(root.rglob("pwned.txt")), "student code wrote into the course directory"
+    assert not [p for p in LEFTOVERS if (REPO / p).exists()]
+    if bubblewrap():
+        assert listener.connections == 0
+    # the gradebook still opens and holds every student's record
+    assert set(scores) == set(NBGRADER_CASES) - UNREADABLE
