@@ -102,6 +102,7 @@ def grade_many(submissions: list[Submission], workers: int) -> Iterator[tuple[Su
         else:
             conn.send(None)
             proc.join()
+            conn.close()
 
     def spawn() -> None:
         conn, child = ctx.Pipe()
@@ -125,7 +126,8 @@ def grade_many(submissions: list[Submission], workers: int) -> Iterator[tuple[Su
                                           f"GRADER FAULT: the grading worker died (exit code "
                                           f"{proc.exitcode}) on this notebook"), 0.0
                     conn.close()
-                    spawn()
+                    if todo:
+                        spawn()
                     continue
                 yield sub, result, seconds
                 assign(conn, proc)
