@@ -8,8 +8,8 @@ makes nbgrader drop the whole submission. Here:
 
 - `SandboxedKernelManager` starts the kernel under the same bubblewrap
   sandbox as the grader's child (`course.sandbox.bwrap_argv`: read-only file
-  system, the course directory hidden except the student's own working folder,
-  no network, its own process namespace) and the same kind of resource limits
+  system, the course directory hidden except the student's own submission
+  folder, read-only, no network, its own process namespace) and the same kind of resource limits
   (`course.limits`). The kernel talks to nbgrader over unix sockets (ZeroMQ
   `ipc` transport) in a private folder, which is why it can do without a
   network. Where bubblewrap is missing, only the limits apply.
@@ -61,8 +61,11 @@ class SandboxedKernelManager(AsyncKernelManager):
         if exe is not None:
             cwd = Path(kw.get("cwd") or os.getcwd()).resolve()
             connection = Path(self.connection_file).resolve()
-            prefix = bwrap_argv(exe, hide=[Path(p) for p in self.hide], ro=[(connection, str(connection))],
-                                rw=[cwd, Path(self._sockets)], chdir=str(cwd))
+            # the working folder (the student's submission) is read-only: nothing the kernel does
+            # changes what is graded; /tmp and the home folder are private scratch space
+            prefix = bwrap_argv(exe, hide=[Path(p) for p in self.hide],
+                                ro=[(connection, str(connection)), (cwd, str(cwd))],
+                                rw=[Path(self._sockets)], chdir=str(cwd))
             # A signal to bubblewrap would end the sandbox: interrupt with a control message, which
             # the kernel turns into a SIGINT to itself.
             assert self.kernel_spec is not None

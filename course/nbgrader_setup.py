@@ -25,6 +25,7 @@ which is why nbgrader and `course grade` agree.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -60,9 +61,15 @@ class IsolatedGrades(Preprocessor):
         name = resources.get("nbgrader", {}).get("notebook") or "submission"
         options = GradeOptions(call_timeout=self.call_timeout, cell_budget=self.cell_budget,
                                hide=tuple(Path(p) for p in self.hide))
+        # Grade the file the student submitted, as `course grade` would (nbgrader's sanitizing may
+        # have stripped the metadata of edited cells); the kernel could not write there.
+        submitted = _submitted_file(self.config, resources.get("nbgrader", {}))
         with tempfile.TemporaryDirectory(prefix="course-autograde-") as tmp:
             path = Path(tmp) / f"{name}.ipynb"
-            write(nb, path)
+            if submitted is not None and submitted.is_file():
+                shutil.copyfile(submitted, path)
+            else:
+                write(nb, path)
             result = grade(path, options=options)
         verdicts = {t["id"]: t for t in result["tests"]}
         for cell in nb.cells:
@@ -70,6 +77,59 @@ class IsolatedGrades(Preprocessor):
             if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
                 cell.outputs = _outputs(verdicts.get(meta.get("grade_id")), meta.get("grade_id"))
         return nb, resources
+
+
+def _submitted_file(config: Any, ids: dict[str, Any]) -> Path | None:
+    """Where nbgrader keeps the notebook as the student submitted it (`submitted/<student>/...`)."""
+    from nbgrader.coursedir import CourseDirectory
+
+    if not all(isinstance(ids.get(k), str) for k in ("student", "assignment", "notebook")):
+        return None
+    course = CourseDirectory(config=config)
+    folder = course.format_path(course.submitted_directory, ids["student"], ids["assignment"])
+    return Path(folder) / f"{ids['notebook']}.ipynb"
+
+
+class QuarantineMetadata(Preprocessor):
+    """Strip nbgrader metadata that a student edited into something nbgrader cannot validate.
+
+    Stock nbgrader stops autograding the whole class at the first notebook whose cell metadata
+    has another schema version or fails validation ("nbgrader update ."). Such a cell becomes
+    an ordinary cell here, with a warning in the log; grading reads the submitted file anyway.
+    Runs first in the sanitizing step, so also after `SafeDeduplicateIds`' nbgrader fix below.
+    """
+
+    enabled = Bool(True)
+
+    def preprocess(self, nb: NotebookNode, resources: dict[str, Any]) -> tuple[NotebookNode, dict]:
+        from nbgrader.nbgraderformat import MetadataValidator, ValidationError
+
+        validator = MetadataValidator()
+        for index, cell in enumerate(nb.cells):
+            if "nbgrader" not in cell.get("metadata", {}):
+                continue
+            try:
+                validator.validate_cell(cell)
+            except (ValidationError, Exception) as err:  # noqa: BLE001 - jsonschema errors too
+                self.log.warning("cell %d: nbgrader metadata edited (%s); treated as an ordinary cell",
+                                 index + 1, str(err).splitlines()[0])
+                del cell.metadata["nbgrader"]
+        return nb, resources
+
+
+def _dedup_without_schema_error() -> type:
+    """nbgrader's DeduplicateIds leaves `{}` as the metadata of a duplicated cell, which the
+    metadata check then rejects as an old schema, stopping the whole class; delete it instead."""
+    from nbgrader.preprocessors import DeduplicateIds
+
+    class SafeDeduplicateIds(DeduplicateIds):
+        def preprocess_cell(self, cell: NotebookNode, resources: Any, index: int) -> tuple[NotebookNode, Any]:
+            cell, resources = super().preprocess_cell(cell, resources, index)
+            if cell.get("metadata", {}).get("nbgrader") == {}:
+                del cell.metadata["nbgrader"]
+            return cell, resources
+
+    return SafeDeduplicateIds
 
 
 def _outputs(verdict: dict[str, Any] | None, grade_id: str | None) -> list[NotebookNode]:
@@ -91,8 +151,11 @@ def configure(c: Any, config_file: str | os.PathLike[str], course_id: str = COUR
         AssignLatePenalties,
         CheckCellMetadata,
         ClearHiddenTests,
+        ClearOutput,
         IgnorePattern,
         LimitOutput,
+        OverwriteCells,
+        OverwriteKernelspec,
         SaveAutoGrades,
     )
 
@@ -108,6 +171,10 @@ def configure(c: Any, config_file: str | os.PathLike[str], course_id: str = COUR
     c.Execute.timeout = 120
     c.Execute.extra_arguments = ["--InteractiveShell.xmode=Minimal"]
     c.Autograde.exclude_overwriting = {}
+    c.Autograde.sanitize_preprocessors = [
+        ClearOutput, QuarantineMetadata, _dedup_without_schema_error(), OverwriteKernelspec,
+        OverwriteCells, CheckCellMetadata,
+    ]
     c.Autograde.autograde_preprocessors = [
         SafeExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, IsolatedGrades,
         SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,

@@ -40,7 +40,7 @@ class Case:
     zero: tuple[str, ...]  # graded functions whose hidden tests must score 0; the others keep full points
     says: str = ""  # a phrase the feedback of the first zeroed test must contain (case-insensitive)
     needs_bwrap: bool = False  # only meaningful with the bubblewrap sandbox
-    nbgrader: dict[str, Any] = field(default_factory=dict)  # where nbgrader's outcome differs, and why
+    nbgrader: dict[str, Any] = field(default_factory=dict)  # {"zero": ..., "why": ...} where nbgrader differs
     path: Path = Path()
 
     def expected_points(self, points: dict[str, float]) -> dict[str, float]:
@@ -135,13 +135,16 @@ _SPECS: list[tuple[str, str, str, Callable[[Path], None], tuple[str, ...], str, 
      _edit_json(_set_meta(MHA, grade_id="my_attention")), (), "", {}),
     ("solution_flag_removed", "broken", "the causal_mask cell's nbgrader metadata says it is not a solution",
      _edit_json(_set_meta(MASK, solution=False)), (MASK,), "causal_mask", {}),
+    ("schema_version_edited", "broken", "the nbgrader schema version of a solution cell is edited to 1",
+     _edit_json(_set_meta(TILED, schema_version=1)), (), "", {}),
     ("points_inflated", "broken", "the points of a hidden test cell are edited to 100",
      _edit_json(_set_meta(test_id(MASK), points=100)), (), "", {}),
     ("test_cell_emptied", "broken", "a hidden test cell's source is replaced by print('passed')",
      _edit_json(_set_source(test_id(SDPA), "print('test_scaled_dot_product_attention: passed')")),
      (), "", {}),
     ("test_cell_deleted", "broken", "the hidden test cell of tiled_attention is deleted",
-     _edit_json(_drop(test_id(TILED))), (), "", {}),
+     _edit_json(_drop(test_id(TILED))), (), "",
+     {"zero": (TILED,), "why": "nbgrader scores a deleted test cell 0; `course grade` reads the solution's"}),
     ("function_renamed", "broken", "causal_mask is defined under another name",
      _cells(causal_mask=_reference()[MASK].replace("def causal_mask(", "def causal_mask_v2(")),
      (MASK,), "causal_mask", {}),
