@@ -269,6 +269,8 @@ def run_cell(suite: Suite, cell: str, max_points: float, student: Student,
             status = "error"
             if err.kind == "not_implemented":
                 return TestResult(cell, 0.0, max_points, "error", _not_implemented(function))
+            if err.kind == "forbidden":  # one clear message, not one per property
+                return TestResult(cell, 0.0, max_points, "error", str(err))
             lines.append(f"FAIL {prop.description}\n     {_where(err)}your code raised an error:\n"
                          + _indent(str(err)))
         except (hyp_errors.Flaky, hyp_errors.FlakyFailure):
