@@ -16,7 +16,7 @@ export MPLBACKEND := Agg
 # pip on these machines lists local index folders that may not exist; keep its output readable.
 PIP_FILTER := grep -v '^WARNING: Location' || true
 
-.PHONY: install demo test notebooks release validate lab bench lint clean sandbox
+.PHONY: install demo test notebooks hostile release validate lab bench lint clean sandbox
 
 install: $(STAMP) sandbox
 
@@ -44,6 +44,10 @@ test: install
 # Every solution notebook top to bottom, demos and experiments included (about 15 min on 2 cores).
 notebooks: install
 	$(BIN)/python -m pytest tests/test_solution_notebooks.py -q -m notebooks --durations=0
+
+# The slow half of the bad-submission corpus through nbgrader autograde (about 6 min on 2 cores).
+hostile: install
+	$(BIN)/python -m pytest tests/test_bad_submissions.py -q -m slow
 
 release: install
 	$(BIN)/course release
