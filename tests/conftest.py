@@ -16,6 +16,17 @@ from course.lessons import get_lesson
 from course.submissions import write_submission
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models and many small operations: one thread beats waking a thread pool for each."""
+    import torch
+
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n_threads)
+
+
 @pytest.fixture(scope="session")
 def lesson03():
     return get_lesson("03")

@@ -36,13 +36,7 @@ ORACLE = settings(derandomize=True, database=None, deadline=None, max_examples=5
 F64 = {"rtol": 1e-10, "atol": 1e-12}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one thread beats waking a thread pool for each of their many small operations."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

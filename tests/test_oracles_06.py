@@ -44,13 +44,7 @@ def ref():
     return load_notebook(NOTEBOOK, module_name="reference_06_oracles").module
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Decoding runs many tiny operations: one thread avoids the cost of waking others for each."""
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @st.composite
