@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import types
 from dataclasses import dataclass
 
 import torch
@@ -30,7 +31,7 @@ from autograder.compare import (
     expect_tensor,
     expect_unchanged,
 )
-from autograder.harness import Suite
+from autograder.harness import Student, Suite
 from autograder.strategies import describe, float_dtypes, randn, seeds
 
 SANDBOX_CODE = '''
@@ -356,19 +357,24 @@ def top_k_tie_cases(draw: st.DrawFn) -> Logits:
             return Logits(z, "ties", draw(st.sampled_from(ties)), "k")
 
 
+def _same_filter(student: Student, ref: types.ModuleType, function: str, arg: str, c: Logits) -> None:
+    """The student's filter keeps exactly the tokens the reference keeps (top_k_filter, top_p_filter)."""
+    got = student.call(function, c.logits, c.arg)
+    want = getattr(ref, function)(c.logits, c.arg)
+    expect_filtered(got, want, c.logits, f"{function}(logits, {arg}={c.arg})")
+
+
 @suite.check("test_top_k_filter", "keeps the logits >= the k-th largest of each row and sets the others to "
              "-inf (random logits, ties, -inf entries, k >= vocab, float32 and float64)",
              cases=top_k_cases(), max_examples=80)
 def _(student, ref, c):
-    got = student.call("top_k_filter", c.logits, c.arg)
-    expect_filtered(got, ref.top_k_filter(c.logits, c.arg), c.logits, f"top_k_filter(logits, k={c.arg})")
+    _same_filter(student, ref, "top_k_filter", "k", c)
 
 
 @suite.check("test_top_k_filter", "keeps every token tied with the k-th largest logit (more than k tokens "
              "can survive)", cases=top_k_tie_cases(), max_examples=30)
 def _(student, ref, c):
-    got = student.call("top_k_filter", c.logits, c.arg)
-    expect_filtered(got, ref.top_k_filter(c.logits, c.arg), c.logits, f"top_k_filter(logits, k={c.arg})")
+    _same_filter(student, ref, "top_k_filter", "k", c)
 
 
 @suite.check("test_top_k_filter", "does not modify logits", cases=top_k_cases(), max_examples=10)
@@ -382,23 +388,20 @@ def _(student, ref, c):
              "probability) is below p, the token that crosses p included (random logits, float32 and "
              "float64)", cases=top_p_cases(("random", "large")), max_examples=80)
 def _(student, ref, c):
-    got = student.call("top_p_filter", c.logits, c.arg)
-    expect_filtered(got, ref.top_p_filter(c.logits, c.arg), c.logits, f"top_p_filter(logits, p={c.arg})")
+    _same_filter(student, ref, "top_p_filter", "p", c)
 
 
 @suite.check("test_top_p_filter", "at the boundary: a token whose mass before it equals p exactly is "
              "removed, the one that reaches p is kept (exact probabilities 1/2, 1/4, 1/8, ...)",
              cases=dyadic_cases(), max_examples=40)
 def _(student, ref, c):
-    got = student.call("top_p_filter", c.logits, c.arg)
-    expect_filtered(got, ref.top_p_filter(c.logits, c.arg), c.logits, f"top_p_filter(logits, p={c.arg})")
+    _same_filter(student, ref, "top_p_filter", "p", c)
 
 
 @suite.check("test_top_p_filter", "tokens tied with a kept token are kept, as in top_k_filter; -inf "
              "entries stay -inf", cases=top_p_cases(("ties", "-inf")), max_examples=60)
 def _(student, ref, c):
-    got = student.call("top_p_filter", c.logits, c.arg)
-    expect_filtered(got, ref.top_p_filter(c.logits, c.arg), c.logits, f"top_p_filter(logits, p={c.arg})")
+    _same_filter(student, ref, "top_p_filter", "p", c)
 
 
 @suite.check("test_top_p_filter", "p = 1 keeps every token; a tiny p keeps only the most likely one(s)",
