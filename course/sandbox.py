@@ -14,20 +14,27 @@ code raises `StudentError` here; a call that hangs, crashes the child or runs
 out of memory raises `SandboxFailure` (a `BaseException`, so that Hypothesis
 does not try to shrink it) and the next call starts a fresh child, which
 skips any cell that killed an earlier one while loading.
+
+Children come from a `ForkServer`: one sandboxed process per grading process
+that has imported torch once (4 s on a small machine) and forks a fresh child
+for each notebook, so a class of notebooks pays for the import once per worker.
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
+import json
 import os
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
@@ -75,12 +82,16 @@ def bubblewrap() -> str | None:
 
 
 def _descendants(pid: int) -> list[int]:
+    """`pid` and every process below it, parents before children."""
     out, todo = [], [pid]
     while todo:
         p = todo.pop()
         out.append(p)
         for task in Path(f"/proc/{p}/task").glob("*/children"):
-            todo += [int(c) for c in task.read_text().split()]
+            try:
+                todo += [int(c) for c in task.read_text().split()]
+            except OSError:  # gone meanwhile
+                continue
     return out
 
 
@@ -133,6 +144,180 @@ def bwrap_argv(exe: str, *, hide: list[Path] | tuple[Path, ...] = (),
     return argv + (["--new-session", "--"] if new_session else ["--"])
 
 
+def _child_env(home: str) -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home,
+            "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+            "MPLBACKEND": "Agg", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+            "TQDM_DISABLE": "1",
+            # big buffers straight from mmap and back on free, so resident memory tracks live data
+            "MALLOC_MMAP_THRESHOLD_": "65536", "PYTHONPATH": "" if home == "/tmp" else str(REPO)}
+
+
+@dataclass
+class Child:
+    """One forked child holding a notebook: its pids and the two ends of its protocol pipes."""
+
+    pid: int  # as this process sees it
+    inner_pid: int  # as the fork server sees it (its own pid namespace under bubblewrap)
+    stdin: Any  # binary file: frames to the child
+    stdout: int  # file descriptor: frames from the child
+    closed: bool = field(default=False)
+    reaped: bool = field(default=False)  # ended and waited for: its pid may belong to another process
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.stdin.close()
+            os.close(self.stdout)
+
+
+class ForkServer:
+    """The sandboxed process that forks children (see `course.sandbox_child.fork_server`).
+
+    Started lazily, one per grading process and set of hidden folders, and
+    replaced whenever it stops answering or a child leaves processes behind.
+    """
+
+    start_seconds = 60.0  # importing torch on a loaded machine
+    answer_seconds = 20.0
+
+    def __init__(self, hide: tuple[Path, ...]):
+        self.hide = hide
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._sock: socket.socket | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._pid = 0  # the server's pid here, once it said it is ready
+
+    def launch(self) -> None:
+        """Start the server without waiting for it (it imports torch meanwhile)."""
+        if self._proc is not None and self._proc.poll() is None:
+            return
+        self.shutdown()
+        self._tmp = tempfile.TemporaryDirectory(prefix="course-forkserver-")
+        exe = bubblewrap()
+        work = "/tmp" if exe else str(Path(self._tmp.name) / "work")
+        Path(self._tmp.name, "work").mkdir()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        command = [sys.executable, "-m", "course.sandbox_child", "--server", work]
+        argv = bwrap_argv(exe, hide=list(self.hide)) + command if exe else command
+        with open(Path(self._tmp.name) / "server.log", "ab") as log:
+            self._proc = subprocess.Popen(argv, stdin=theirs.fileno(), stdout=log, stderr=log,
+                                          cwd=self._tmp.name, env=_child_env(work),
+                                          start_new_session=True)
+        theirs.close()
+        self._sock = ours
+        self._pid = 0
+
+    def _fail(self, why: str) -> SandboxFailure:
+        log = Path(self._tmp.name) / "server.log" if self._tmp else None
+        tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
+        self.shutdown()
+        return SandboxFailure("crash", f"the grading process failed to start: {why}\n{tail}".rstrip())
+
+    def _receive(self, timeout: float) -> dict[str, Any]:
+        assert self._sock is not None
+        self._sock.settimeout(timeout)
+        try:
+            data = self._sock.recv(1 << 16)
+            reply = json.loads(data) if data else None
+        except (OSError, ValueError):
+            reply = None
+        if not isinstance(reply, dict):
+            raise self._fail("the fork server stopped answering")
+        return reply
+
+    def _ask(self, request: dict[str, Any], fds: list[int], timeout: float) -> dict[str, Any]:
+        self.launch()
+        assert self._sock is not None
+        if not self._pid:
+            ready = self._receive(self.start_seconds)
+            self._pid = self._host_pid(self._proc.pid if self._proc else 0, int(ready.get("ready", 0)))
+        try:
+            socket.send_fds(self._sock, [json.dumps(request).encode()], fds)
+        except OSError:
+            raise self._fail("the fork server is gone") from None
+        return self._receive(timeout)
+
+    @staticmethod
+    def _host_pid(root: int, inner: int) -> int:
+        """The pid, as seen here, of the process under `root` whose innermost pid is `inner`."""
+        for pid in _descendants(root):
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            nspid = [line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:")]
+            if nspid and nspid[0] and int(nspid[0][-1]) == inner:
+                return pid
+        raise SandboxFailure("crash", "the process running your code is gone")
+
+    def spawn(self, notebook: Path, args: list[str], output_fd: int) -> Child:
+        """Fork a child that loads `notebook` and serves calls, printing into `output_fd`."""
+        to_child, to_child_w = os.pipe()
+        from_child, from_child_w = os.pipe()
+        with open(notebook, "rb") as nb:
+            fds = [nb.fileno(), to_child, from_child_w, output_fd]
+            try:
+                reply = self._ask({"op": "spawn", "name": notebook.name, "args": args}, fds,
+                                  self.answer_seconds)
+            finally:
+                os.close(to_child)
+                os.close(from_child_w)
+        inner = int(reply.get("pid", 0))
+        child = Child(self._host_pid(self._pid, inner), inner, os.fdopen(to_child_w, "wb"), from_child)
+        return child
+
+    def reap(self, child: Child, timeout: float) -> int | None:
+        """The child's exit status once it ends (None if it does not within `timeout`); a child that
+        left processes behind, or a server that does not answer, gets the server replaced."""
+        child.reaped = True
+        try:
+            reply = self._ask({"op": "reap", "pid": child.inner_pid, "timeout": timeout}, [],
+                             timeout + self.answer_seconds)
+        except SandboxFailure:
+            return None
+        status = reply.get("status")
+        if not reply.get("clean"):
+            self.shutdown()
+        return status if isinstance(status, int) else None
+
+    def shutdown(self) -> None:
+        if self._proc is not None:
+            for pid in reversed(_descendants(self._proc.pid)):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            self._proc.wait()
+            self._proc = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+        self._pid = 0
+
+
+_servers: dict[tuple[int, tuple[Path, ...]], ForkServer] = {}
+
+
+def fork_server(hide: tuple[Path, ...] = ()) -> ForkServer:
+    """This process's fork server for sandboxes that hide `hide` (a forked process gets its own)."""
+    key = (os.getpid(), hide)
+    if key not in _servers:
+        _servers[key] = ForkServer(hide)
+    return _servers[key]
+
+
+@atexit.register
+def _stop_servers() -> None:
+    for (pid, _), server in _servers.items():
+        if pid == os.getpid():
+            server.shutdown()
+
+
 class Sandbox:
     """A child process holding one student notebook; see the module docstring."""
 
@@ -151,7 +336,8 @@ class Sandbox:
         self.hide = [Path(p).resolve() for p in hide]
         self.load_errors: dict[str, str] = {}  # grade_id -> why that cell did not load
         self.broken: dict[str, str] = {}  # cells skipped because they hung or killed the child
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._server: ForkServer | None = None
+        self._child: Child | None = None
         self._out: Any = None
         self._buf = b""
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
@@ -160,45 +346,38 @@ class Sandbox:
 
     # -- process life ---------------------------------------------------------
     def start(self) -> None:
-        """Spawn the child without waiting for it (torch imports while the caller works)."""
+        """Get ready to fork the child (the fork server imports torch while the caller works)."""
         self._workdir = tempfile.TemporaryDirectory(prefix="course-sandbox-")
-        work = Path(self._workdir.name)
         # O_APPEND, so that truncating the file (see `_trim_output`) really frees room.
-        self._out = open(work / "output.txt", "ab")  # noqa: SIM115 - closed in kill()
-        exe = bubblewrap()
-        inner_nb = f"/tmp/submission/{self.notebook.name}" if exe else str(self.notebook)
-        child = [sys.executable, "-m", "course.sandbox_child", inner_nb,
-                 "--skip", ",".join(self.broken), "--lesson", self.lesson,
-                 "--memory-mb", str(self.limits.memory_mb),
-                 "--cpu-seconds", str(self.limits.cpu_seconds),
-                 "--output-bytes", str(self.limits.output_bytes)]
-        argv = (bwrap_argv(exe, hide=self.hide, ro=[(self.notebook, inner_nb)]) + child) if exe else child
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/tmp" if exe else str(work),
-               "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
-               "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-               "MPLBACKEND": "Agg", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-               "TQDM_DISABLE": "1",
-               # big buffers straight from mmap and back on free, so resident memory tracks live data
-               "MALLOC_MMAP_THRESHOLD_": "65536", "PYTHONPATH": str(REPO) if not exe else ""}
-        self._proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._out,
-            cwd=work, env=env, start_new_session=True,
-        )
+        self._out = open(Path(self._workdir.name) / "output.txt", "ab")  # noqa: SIM115 - closed in kill()
+        self._server = fork_server(tuple(self.hide))
+        self._server.launch()
+        self._child = None
         self._buf = b""
         self.loaded = False
 
+    def _spawn(self) -> None:
+        if self._out is None:
+            self.start()
+        assert self._server is not None and self._out is not None
+        args = ["--skip", ",".join(self.broken), "--lesson", self.lesson,
+                "--memory-mb", str(self.limits.memory_mb),
+                "--cpu-seconds", str(self.limits.cpu_seconds),
+                "--output-bytes", str(self.limits.output_bytes)]
+        self._child = self._server.spawn(self.notebook, args, self._out.fileno())
+        self._buf = b""
+
     def kill(self) -> None:
         self.loaded = False
-        if self._proc is not None:
-            try:
-                os.killpg(self._proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            self._proc.wait()
-            for stream in (self._proc.stdin, self._proc.stdout):
-                if stream is not None:
-                    stream.close()
-            self._proc = None
+        if self._child is not None and self._server is not None and not self._child.reaped:
+            for pid in reversed(_descendants(self._child.pid)):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            self._child.close()
+            self._server.reap(self._child, timeout=5)
+        self._child = None
         if self._out is not None:
             self._out.close()
             self._out = None
@@ -231,11 +410,9 @@ class Sandbox:
 
     # -- reading frames with a deadline ---------------------------------------
     def _death(self) -> SandboxFailure:
-        assert self._proc is not None
-        try:
-            code = self._proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            code = None
+        assert self._child is not None and self._server is not None
+        self._child.close()
+        code = self._server.reap(self._child, timeout=5)
         output_size = os.fstat(self._out.fileno()).st_size if self._out is not None else 0
         self.last_output = self._output_tail()
         self.kill()
@@ -247,12 +424,15 @@ class Sandbox:
         if code in (-signal.SIGKILL, 128 + signal.SIGKILL, -signal.SIGSEGV, 128 + signal.SIGSEGV):
             return SandboxFailure("crash", f"the process running your code was killed (exit {code}); "
                                   "a common cause is running out of memory")
+        if code is None:
+            return SandboxFailure("crash", "the process running your code stopped answering and was "
+                                  "ended; graded code must not close its output or signal other processes")
         return SandboxFailure("crash", f"the process running your code exited (status {code}); "
                               "graded code must not call exit() or os._exit()")
 
     def _read(self, deadline: float) -> tuple[dict[str, Any], Any]:
-        assert self._proc is not None and self._proc.stdout is not None
-        fd = self._proc.stdout.fileno()
+        assert self._child is not None
+        fd = self._child.stdout
         need = 8
         size: int | None = None
         while True:
@@ -280,8 +460,8 @@ class Sandbox:
         A cell that hangs or kills the child while loading is recorded in `broken`
         and skipped by the next child; `load` returns once a child has loaded."""
         while not self.loaded:
-            if self._proc is None:
-                self.start()
+            if self._child is None:
+                self._spawn()
             deadline = time.monotonic() + self.limits.load_seconds
             current: str | None = None
             try:
@@ -306,17 +486,6 @@ class Sandbox:
                 self.broken[current] = why
                 self.kill()
 
-    def _student_pid(self) -> int:
-        """The pid of the Python process running student code (inside bubblewrap's namespace)."""
-        assert self._proc is not None
-        for pid in reversed(_descendants(self._proc.pid)):
-            try:
-                if b"course.sandbox_child" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    return pid
-            except OSError:
-                continue
-        raise SandboxFailure("crash", "the process running your code is gone")
-
     def peak_memory(self, function: str, *args: Any, timeout: float = 10.0, **kwargs: Any) -> tuple[Any, int]:
         """`(result, bytes)`: the call's result and how far its resident memory rose above the start.
 
@@ -325,7 +494,8 @@ class Sandbox:
         influence the number except by really using less memory.
         """
         self.load()
-        pid = self._student_pid()
+        assert self._child is not None
+        pid = self._child.pid
         Path(f"/proc/{pid}/clear_refs").write_text("5")
         before = memory_usage(pid)["VmRSS"]
         result = self.call(function, *args, timeout=timeout, **kwargs)
@@ -333,10 +503,10 @@ class Sandbox:
 
     # -- calls ------------------------------------------------------------------
     def _send(self, header: dict[str, Any], payload: Any) -> None:
-        assert self._proc is not None and self._proc.stdin is not None
+        assert self._child is not None
         try:
-            self._proc.stdin.write(wire.encode_message(header, payload))
-            self._proc.stdin.flush()
+            self._child.stdin.write(wire.encode_message(header, payload))
+            self._child.stdin.flush()
         except BrokenPipeError:
             raise self._death() from None
 

@@ -1,21 +1,37 @@
 """The sandboxed side of grading: load a student notebook, then answer calls.
 
-Run by `course.sandbox` as `python -m course.sandbox_child NOTEBOOK [options]`
-inside bubblewrap (or a plain child process where bubblewrap is missing). It
-first caps its own memory, CPU time and file output, then loads the notebook
-with the course loader and serves calls over stdin/stdout frames (see
-`course.wire`). Student prints go to the output file the parent provides, not
-to the protocol channel. It never decides whether an answer is right: it only
-sends results back.
+`course.sandbox` runs `python -m course.sandbox_child --server` inside
+bubblewrap (or as a plain child process where bubblewrap is missing): a fork
+server that imports torch once and then forks one child per notebook. Each
+child caps its own memory, CPU time and file output, loads the notebook with
+the course loader and serves calls over stdin/stdout frames (see
+`course.wire`). Student prints go to the output file the grader provides, not
+to the protocol channel. Nothing here decides whether an answer is right: it
+only sends results back.
+
+The server talks to the grader over a Unix socket (its stdin): a `spawn`
+request brings the notebook and the child's three pipes as file descriptors,
+and the reply is the child's pid; a `reap` request waits for the child, kills
+anything it left running and empties /tmp, so the next notebook starts from
+the state the server had. The server is not dumpable, so student code cannot
+read or write its memory; whatever a child does to the server itself makes the
+grader replace it.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import errno
+import json
 import os
+import shutil
+import signal
+import socket
 import sys
+import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 from course import forbidden, limits, wire
@@ -142,5 +158,124 @@ def serve(argv: list[str]) -> None:
                   "message": f"{name} returned a value that could not be read: {message}"})
 
 
+# -- the fork server ------------------------------------------------------------------------------
+PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
+
+
+def _prctl(option: int, value: int) -> None:
+    ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+
+
+def _children() -> list[int]:
+    pids = []
+    for task in Path("/proc/self/task").iterdir():
+        pids += [int(c) for c in (task / "children").read_text().split()]
+    return pids
+
+
+def _fork_child(request: dict[str, Any], fds: list[int], work: Path) -> int:
+    """Fork the child for one notebook; returns its pid (in the child, never returns)."""
+    nb_fd, stdin_fd, stdout_fd, output_fd = fds
+    pid = os.fork()
+    if pid:
+        for fd in fds:
+            os.close(fd)
+        return pid
+    code = 1
+    try:
+        os.setsid()
+        _prctl(PR_SET_DUMPABLE, 1)  # the grader reads this process's memory use from outside
+        for fd, target in ((stdin_fd, 0), (stdout_fd, 1), (output_fd, 2)):
+            os.dup2(fd, target)
+        with os.fdopen(nb_fd, "rb") as f:
+            source = f.read()
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # the server's socket above all
+        folder = work / "submission"
+        folder.mkdir(parents=True, exist_ok=True)
+        notebook = folder / Path(str(request["name"])).name
+        notebook.write_bytes(source)
+        os.chdir(work)
+        serve([str(notebook), *map(str, request["args"])])
+        code = 0
+    except BaseException:  # noqa: BLE001 - the child must never return into the server's loop
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def _reap(pid: int, timeout: float, work: Path) -> dict[str, Any]:
+    """Wait up to `timeout` for the child; then kill whatever it left behind and clear `work`."""
+    status = None
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            done, raw = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:  # not ours, or already reaped
+            return {"status": None, "clean": not _children()}
+        if done:
+            status = os.waitstatus_to_exitcode(raw)
+            break
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.01)
+    if status is None:
+        return {"status": None, "clean": False}
+    clean = True
+    for _ in range(50):  # orphans of the child are ours (subreaper): kill and reap them
+        left = _children()
+        if not left:
+            break
+        clean = False
+        for child in left:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        while True:
+            try:
+                if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                    break
+            except ChildProcessError:
+                break
+        time.sleep(0.01)
+    for entry in list(work.iterdir()) if work.is_dir() else []:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    return {"status": status, "clean": clean and not _children()}
+
+
+def fork_server(work: Path) -> None:
+    """Import what every child needs, then serve `spawn` and `reap` requests until the socket closes."""
+    _prctl(PR_SET_DUMPABLE, 0)
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    sock = socket.socket(fileno=os.dup(0))
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != work.resolve()]
+    import torch  # noqa: F401 - the point of the server: imported once, shared by every child
+
+    import course.loader  # noqa: F401
+
+    sock.send(json.dumps({"ready": os.getpid()}).encode())
+    while True:
+        try:
+            data, fds, _, _ = socket.recv_fds(sock, 1 << 16, 8)
+        except OSError:
+            return
+        if not data:
+            return
+        request = json.loads(data)
+        if request["op"] == "spawn":
+            reply: dict[str, Any] = {"pid": _fork_child(request, fds, work)}
+        else:
+            reply = _reap(int(request["pid"]), float(request["timeout"]), work)
+        sock.send(json.dumps(reply).encode())
+
+
 if __name__ == "__main__":
-    serve(sys.argv[1:])
+    if sys.argv[1:2] == ["--server"]:  # --server WORK: a folder of the server's own (/tmp in bubblewrap)
+        fork_server(Path(sys.argv[2]))
+    else:
+        serve(sys.argv[1:])
