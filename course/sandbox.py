@@ -116,7 +116,7 @@ def isolation_note() -> str:
 
 def bwrap_argv(exe: str, *, hide: list[Path] | tuple[Path, ...] = (),
                ro: list[tuple[Path, str]] | tuple[()] = (), rw: list[Path] | tuple[()] = (),
-               chdir: str = "/tmp", new_session: bool = True) -> list[str]:
+               chdir: str = "/tmp", new_session: bool = True, scratch_only: bool = False) -> list[str]:
     """bubblewrap's arguments for running student code.
 
     The whole file system read-only, with /tmp, the home folder, the course
@@ -125,6 +125,8 @@ def bwrap_argv(exe: str, *, hide: list[Path] | tuple[Path, ...] = (),
     the given paths and the `rw` folders writable; no network, its own
     process namespace, killed with its parent. `new_session` detaches it from
     the terminal (and from signals sent to the parent's process group).
+    `scratch_only` leaves /tmp and /dev/shm the only writable places (a
+    sandbox that outlives one notebook wipes them between notebooks).
     """
     argv = [exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     visible = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), REPO / "course"}
@@ -140,6 +142,12 @@ def bwrap_argv(exe: str, *, hide: list[Path] | tuple[Path, ...] = (),
         argv += ["--ro-bind", str(src), dest]
     for path in rw:
         argv += ["--bind", str(path), str(path)]
+    if scratch_only:
+        scratch = {Path("/tmp"), Path(tempfile.gettempdir()).resolve()}
+        argv += ["--tmpfs", "/dev/shm", "--remount-ro", "/dev"]
+        for path in sorted(hidden - scratch, key=lambda p: len(p.parts)):
+            if path.is_dir():
+                argv += ["--remount-ro", str(path)]
     argv += ["--chdir", chdir, "--unshare-all", "--die-with-parent"]
     return argv + (["--new-session", "--"] if new_session else ["--"])
 
@@ -199,8 +207,11 @@ class ForkServer:
         work = "/tmp" if exe else str(Path(self._tmp.name) / "work")
         Path(self._tmp.name, "work").mkdir()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        command = [sys.executable, "-m", "course.sandbox_child", "--server", work]
-        argv = bwrap_argv(exe, hide=list(self.hide)) + command if exe else command
+        # what children can write to, emptied after each one: in bubblewrap /tmp and /dev/shm
+        # (`scratch_only`), else the server's own folder
+        scratch = ["/tmp", "/dev/shm"] if exe else [work]
+        command = [sys.executable, "-m", "course.sandbox_child", "--server", work, *scratch]
+        argv = bwrap_argv(exe, hide=list(self.hide), scratch_only=True) + command if exe else command
         with open(Path(self._tmp.name) / "server.log", "ab") as log:
             self._proc = subprocess.Popen(argv, stdin=theirs.fileno(), stdout=log, stderr=log,
                                           cwd=self._tmp.name, env=_child_env(work),

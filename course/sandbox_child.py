@@ -11,11 +11,11 @@ only sends results back.
 
 The server talks to the grader over a Unix socket (its stdin): a `spawn`
 request brings the notebook and the child's three pipes as file descriptors,
-and the reply is the child's pid; a `reap` request waits for the child, kills
-anything it left running and empties /tmp, so the next notebook starts from
-the state the server had. The server is not dumpable, so student code cannot
-read or write its memory; whatever a child does to the server itself makes the
-grader replace it.
+and the reply is the child's pid; a `reap` request waits for the child and
+empties /tmp, so the next notebook starts from the state the server had; a
+child that leaves processes running gets the whole server replaced. The
+server is not dumpable, so student code cannot read or write its memory;
+whatever a child does to the server itself makes the grader replace it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import errno
 import json
 import os
 import shutil
-import signal
 import socket
 import sys
 import time
@@ -203,8 +202,20 @@ def _fork_child(request: dict[str, Any], fds: list[int], work: Path) -> int:
         os._exit(code)
 
 
-def _reap(pid: int, timeout: float, work: Path) -> dict[str, Any]:
-    """Wait up to `timeout` for the child; then kill whatever it left behind and clear `work`."""
+def _empty(folder: Path) -> None:
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+def _reap(pid: int, timeout: float, scratch: list[Path]) -> dict[str, Any]:
+    """Wait up to `timeout` for the child, then empty `scratch`; `clean` says nothing it started is left."""
     status = None
     deadline = time.monotonic() + timeout
     while True:
@@ -220,34 +231,16 @@ def _reap(pid: int, timeout: float, work: Path) -> dict[str, Any]:
         time.sleep(0.01)
     if status is None:
         return {"status": None, "clean": False}
-    clean = True
-    for _ in range(50):  # orphans of the child are ours (subreaper): kill and reap them
-        left = _children()
-        if not left:
-            break
-        clean = False
-        for child in left:
-            try:
-                os.kill(child, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        while True:
-            try:
-                if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                    break
-            except ChildProcessError:
-                break
-        time.sleep(0.01)
-    for entry in list(work.iterdir()) if work.is_dir() else []:
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
-    return {"status": status, "clean": clean and not _children()}
+    for folder in scratch:
+        _empty(folder)
+    # Orphans of the child are ours (subreaper): any left, and the grader replaces this server.
+    return {"status": status, "clean": not _children()}
 
 
-def fork_server(work: Path) -> None:
-    """Import what every child needs, then serve `spawn` and `reap` requests until the socket closes."""
+def fork_server(work: Path, scratch: list[Path]) -> None:
+    """Import what every child needs, then serve `spawn` and `reap` requests until the socket closes.
+
+    Children work in `work`; `scratch` are the folders they can write to, emptied after each."""
     _prctl(PR_SET_DUMPABLE, 0)
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     sock = socket.socket(fileno=os.dup(0))
@@ -270,12 +263,12 @@ def fork_server(work: Path) -> None:
         if request["op"] == "spawn":
             reply: dict[str, Any] = {"pid": _fork_child(request, fds, work)}
         else:
-            reply = _reap(int(request["pid"]), float(request["timeout"]), work)
+            reply = _reap(int(request["pid"]), float(request["timeout"]), scratch)
         sock.send(json.dumps(reply).encode())
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--server"]:  # --server WORK: a folder of the server's own (/tmp in bubblewrap)
-        fork_server(Path(sys.argv[2]))
+    if sys.argv[1:2] == ["--server"]:  # --server WORK SCRATCH...
+        fork_server(Path(sys.argv[2]), [Path(p) for p in sys.argv[3:]])
     else:
         serve(sys.argv[1:])

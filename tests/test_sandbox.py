@@ -117,3 +117,46 @@ def test_drivers_and_stand_ins(tmp_path):
     with Sandbox(path, standins=code, graded=("Acc", "helper")) as box:
         assert box.call("Acc", 3, [1, 2], driver="drive_acc") == [6, 9]  # helper is the stand-in
         assert box.call("helper", 1) == 101  # the function under test is always the student's
+
+
+LEAVER = [
+    ("import os, subprocess, pathlib", "imports", False),
+    ("def leave(x):\n"
+     "    for folder in ('/tmp', '/dev/shm', os.getcwd()):\n"
+     "        pathlib.Path(folder, 'left.txt').write_text('answers')\n"
+     "    return 0", "leave", True),
+    ("def stay(x):\n"
+     "    return subprocess.Popen(['sleep', '300'], start_new_session=True).pid", "stay", True),
+]
+LOOKER = [
+    ("import os, pathlib", "imports", False),
+    ("def look(pid):\n"
+     "    found = [str(p) for f in ('/tmp', '/dev/shm', os.getcwd()) if os.path.isdir(f)\n"
+     "             for p in pathlib.Path(f).rglob('left.txt')]\n"
+     "    try:\n"
+     "        alive = b'sleep' in pathlib.Path(f'/proc/{pid}/cmdline').read_bytes()\n"
+     "    except OSError:\n"
+     "        alive = False\n"
+     "    return found, alive", "look", True),
+]
+
+
+@pytest.mark.skipif(bubblewrap() is None, reason="without bubblewrap, /tmp is the machine's own")
+def test_notebooks_graded_one_after_another_cannot_see_each_other(tmp_path):
+    """Children of one fork server: files and processes one leaves are gone before the next starts."""
+    from course.sandbox import fork_server
+
+    leaver = write_notebook(tmp_path, *LEAVER, name="a.ipynb")
+    looker = write_notebook(tmp_path, *LOOKER, name="b.ipynb")
+    server = fork_server()
+    with Sandbox(leaver) as box:
+        box.call("leave", 0)
+        pid = server._pid
+    with Sandbox(looker) as box:
+        assert box.call("look", 0) == ([], False)
+    assert server._pid == pid  # files are wiped: the same server goes on
+    with Sandbox(leaver) as box:
+        sleeper = box.call("stay", 0)
+    with Sandbox(looker) as box:
+        assert box.call("look", sleeper) == ([], False)
+    assert server._pid != pid  # a process left behind: the server is replaced
