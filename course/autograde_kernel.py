@@ -37,7 +37,7 @@ from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute
 from traitlets import Integer, List, Unicode
 
-from course.sandbox import bubblewrap, bwrap_argv
+from course.bwrap import bubblewrap, bwrap_argv
 
 
 class SandboxedKernelManager(AsyncKernelManager):

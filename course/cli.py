@@ -30,8 +30,8 @@ def _notebooks(path: Path) -> list[Path]:
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
+    from course.bwrap import isolation_note
     from course.grading import format_table, grade
-    from course.sandbox import isolation_note
 
     lesson = get_lesson(args.lesson) if args.lesson else None
     path = Path(args.path)
