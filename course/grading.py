@@ -30,6 +30,7 @@ class GradeOptions:
     cell_budget: float = 60.0  # all calls of one hidden test cell
     hide: tuple[Path, ...] = ()  # extra folders the sandbox must not see
     only: tuple[str, ...] = ()  # run just these hidden cells (empty: all); the rest are left out
+    verdict_only: bool = False  # points without the full feedback (`harness.run_cell`)
 
 
 @functools.cache
@@ -102,8 +103,8 @@ def grade(path: str | Path, lesson: Lesson | None = None,
     try:
         ref = reference(lesson)
         student = RemoteStudent(sandbox, options.call_timeout)
-        results = [run_cell(tests, gid, pts, student, ref, options.cell_budget).as_dict()
-                   for gid, pts in cells]
+        results = [run_cell(tests, gid, pts, student, ref, options.cell_budget,
+                            options.verdict_only).as_dict() for gid, pts in cells]
     finally:
         sandbox.kill()
     return _result(lesson, path, results)

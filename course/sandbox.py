@@ -107,6 +107,7 @@ class Child:
     inner_pid: int  # as the fork server sees it (its own pid namespace under bubblewrap)
     stdin: Any  # binary file: frames to the child
     stdout: int  # file descriptor: frames from the child
+    server: int  # which start of its server forked it (`ForkServer.starts`)
     closed: bool = field(default=False)
     reaped: bool = field(default=False)  # ended and waited for: its pid may belong to another process
 
@@ -133,6 +134,7 @@ class ForkServer:
         self._sock: socket.socket | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._pid = 0  # the server's pid here, once it said it is ready
+        self.starts = 0  # how many times it was started: a child of an earlier start is gone
 
     def launch(self) -> None:
         """Start the server without waiting for it (it imports torch meanwhile)."""
@@ -156,6 +158,7 @@ class ForkServer:
         theirs.close()
         self._sock = ours
         self._pid = 0
+        self.starts += 1
 
     def _fail(self, why: str) -> SandboxFailure:
         log = Path(self._tmp.name) / "server.log" if self._tmp else None
@@ -201,7 +204,14 @@ class ForkServer:
         raise SandboxFailure("crash", "the process running your code is gone")
 
     def spawn(self, notebook: Path, args: list[str], output_fd: int) -> Child:
-        """Fork a child that loads `notebook` and serves calls, printing into `output_fd`."""
+        """Fork a child that loads `notebook` and serves calls, printing into `output_fd`; a server
+        that a previous notebook broke is replaced (once) before this one is refused."""
+        try:
+            return self._spawn(notebook, args, output_fd)
+        except SandboxFailure:
+            return self._spawn(notebook, args, output_fd)
+
+    def _spawn(self, notebook: Path, args: list[str], output_fd: int) -> Child:
         to_child, to_child_w = os.pipe()
         from_child, from_child_w = os.pipe()
         with open(notebook, "rb") as nb:
@@ -213,13 +223,20 @@ class ForkServer:
                 os.close(to_child)
                 os.close(from_child_w)
         inner = int(reply.get("pid", 0))
-        child = Child(self._host_pid(self._pid, inner), inner, os.fdopen(to_child_w, "wb"), from_child)
-        return child
+        try:
+            pid = self._host_pid(self._pid, inner)
+        except SandboxFailure:
+            os.close(to_child_w)
+            os.close(from_child)
+            raise
+        return Child(pid, inner, os.fdopen(to_child_w, "wb"), from_child, self.starts)
 
     def reap(self, child: Child, timeout: float) -> int | None:
         """The child's exit status once it ends (None if it does not within `timeout`); a child that
         left processes behind, or a server that does not answer, gets the server replaced."""
         child.reaped = True
+        if child.server != self.starts or self._proc is None or self._proc.poll() is not None:
+            return None  # it went down with its server
         try:
             reply = self._ask({"op": "reap", "pid": child.inner_pid, "timeout": timeout}, [],
                              timeout + self.answer_seconds)

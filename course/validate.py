@@ -29,10 +29,10 @@ class Expectation:
 
 
 def _grade(task: tuple[Path, str | None]) -> dict:
-    """Grade a notebook; for a mistake, only the hidden cell of the function it changes (with
-    each function graded on its own, the others cannot lose points), which saves most of the time."""
+    """Grade a notebook for its points only; for a mistake, only the hidden cell of the function it
+    changes (with each function graded on its own, the others cannot lose points)."""
     path, cell = task
-    return grade(path, options=GradeOptions(only=(f"test_{cell}",) if cell else ()))
+    return grade(path, options=GradeOptions(only=(f"test_{cell}",) if cell else (), verdict_only=True))
 
 
 def expectations(lesson: Lesson, workdir: Path) -> list[Expectation]:

@@ -88,6 +88,20 @@ def test_a_mistake_loses_only_its_points_with_feedback(lesson03, tmp_path):
     assert "def " not in sdpa["feedback"] and "BEGIN" not in sdpa["feedback"]  # no source leaks
 
 
+def test_verdict_only_gives_the_same_points_with_one_failure_named(lesson03, tmp_path):
+    """`course validate` grades for points only: first failed property, no shrinking."""
+    wrong = EINSUM_SDPA.replace('q.shape[-1] ** -0.5', '1.0')
+    path = notebook_with(lesson03, tmp_path, scaled_dot_product_attention=wrong)
+    only = ("test_scaled_dot_product_attention",)
+    full = grade(path, options=GradeOptions(only=only))
+    quick = grade(path, options=GradeOptions(only=only, verdict_only=True))
+    assert points(quick) == points(full) == {only[0]: 0}
+    listed = [[line[:4] for line in t["feedback"].splitlines() if line[:4] in ("ok  ", "FAIL")]
+              for t in (full["tests"][0], quick["tests"][0])]
+    assert listed[1][-1] == "FAIL" and listed[1].count("FAIL") == 1  # stops at the first failure
+    assert len(listed[1]) <= len(listed[0]) and "FAIL" in listed[0]
+
+
 def test_an_infinite_loop_costs_only_that_function_within_the_timeout(lesson03, tmp_path):
     options = GradeOptions(call_timeout=3, cell_budget=10)
     start = time.monotonic()

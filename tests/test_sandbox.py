@@ -160,3 +160,17 @@ def test_notebooks_graded_one_after_another_cannot_see_each_other(tmp_path):
     with Sandbox(looker) as box:
         assert box.call("look", sleeper) == ([], False)
     assert server._pid != pid  # a process left behind: the server is replaced
+
+
+def test_a_notebook_that_kills_the_fork_server_costs_only_its_own_call(tmp_path):
+    killer = write_notebook(tmp_path, ("import os, signal", "imports", False),
+                            ("def kill(x):\n    os.kill(os.getppid(), signal.SIGKILL)\n    return 1",
+                             "kill", True), name="killer.ipynb")
+    honest = write_notebook(tmp_path, ("import torch", "imports", False),
+                            ("def double(x):\n    return x * 2", "double", True), name="honest.ipynb")
+    with Sandbox(killer) as box:
+        with pytest.raises(SandboxFailure) as err:
+            box.call("kill", 0)
+        assert err.value.kind == "crash"
+    with Sandbox(honest) as box:
+        assert box.call("double", 21) == 42
