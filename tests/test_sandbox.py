@@ -163,9 +163,9 @@ def test_notebooks_graded_one_after_another_cannot_see_each_other(tmp_path):
 
 
 def test_a_notebook_that_kills_the_fork_server_costs_only_its_own_call(tmp_path):
-    killer = write_notebook(tmp_path, ("import os, signal, time", "imports", False),
-                            ("def kill(x):\n    os.kill(os.getppid(), signal.SIGKILL)\n    time.sleep(30)\n    return 1",
-                             "kill", True), name="killer.ipynb")
+    kill = "def kill(x):\n    os.kill(os.getppid(), signal.SIGKILL)\n    time.sleep(30)\n    return 1"
+    killer = write_notebook(tmp_path, ("import os, signal, time", "imports", False), (kill, "kill", True),
+                            name="killer.ipynb")
     honest = write_notebook(tmp_path, ("import torch", "imports", False),
                             ("def double(x):\n    return x * 2", "double", True), name="honest.ipynb")
     with Sandbox(killer) as box:
