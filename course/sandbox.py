@@ -79,6 +79,15 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
+def _kill_tree(pid: int) -> None:
+    """SIGKILL `pid` and everything below it, children first."""
+    for p in reversed(_descendants(pid)):
+        try:
+            os.kill(p, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 def memory_usage(pid: int) -> dict[str, int]:
     """`VmRSS` (resident now) and `VmHWM` (peak since the last reset) of a process, in bytes."""
     values = {}
@@ -249,11 +258,7 @@ class ForkServer:
 
     def shutdown(self) -> None:
         if self._proc is not None:
-            for pid in reversed(_descendants(self._proc.pid)):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+            _kill_tree(self._proc.pid)
             self._proc.wait()
             self._proc = None
         if self._sock is not None:
@@ -335,11 +340,7 @@ class Sandbox:
     def kill(self) -> None:
         self.loaded = False
         if self._child is not None and self._server is not None and not self._child.reaped:
-            for pid in reversed(_descendants(self._child.pid)):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+            _kill_tree(self._child.pid)
             self._child.close()
             self._server.reap(self._child, timeout=5)
         self._child = None
