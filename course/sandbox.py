@@ -212,21 +212,22 @@ class ForkServer:
                 return pid
         raise SandboxFailure("crash", "the process running your code is gone")
 
-    def spawn(self, notebook: Path, args: list[str], output_fd: int) -> Child:
+    def spawn(self, notebook: Path, args: list[str], output_fd: int, lesson: str = "") -> Child:
         """Fork a child that loads `notebook` and serves calls, printing into `output_fd`; a server
-        that a previous notebook broke is replaced (once) before this one is refused."""
+        that a previous notebook broke is replaced (once) before this one is refused. `lesson`
+        lets the server import, once, what that lesson's children would each import."""
         try:
-            return self._spawn(notebook, args, output_fd)
+            return self._spawn(notebook, args, output_fd, lesson)
         except SandboxFailure:
-            return self._spawn(notebook, args, output_fd)
+            return self._spawn(notebook, args, output_fd, lesson)
 
-    def _spawn(self, notebook: Path, args: list[str], output_fd: int) -> Child:
+    def _spawn(self, notebook: Path, args: list[str], output_fd: int, lesson: str) -> Child:
         to_child, to_child_w = os.pipe()
         from_child, from_child_w = os.pipe()
         with open(notebook, "rb") as nb:
             fds = [nb.fileno(), to_child, from_child_w, output_fd]
             try:
-                reply = self._ask({"op": "spawn", "name": notebook.name, "args": args}, fds,
+                reply = self._ask({"op": "spawn", "name": notebook.name, "args": args, "lesson": lesson}, fds,
                                   self.answer_seconds)
             finally:
                 os.close(to_child)
@@ -334,7 +335,7 @@ class Sandbox:
                 "--memory-mb", str(self.limits.memory_mb),
                 "--cpu-seconds", str(self.limits.cpu_seconds),
                 "--output-bytes", str(self.limits.output_bytes)]
-        self._child = self._server.spawn(self.notebook, args, self._out.fileno())
+        self._child = self._server.spawn(self.notebook, args, self._out.fileno(), self.lesson)
         self._buf = b""
 
     def kill(self) -> None:

@@ -231,13 +231,14 @@ FULL_SCORES = LONG * LONG * 4  # bytes of one (LONG, LONG) float32 score matrix:
              "memory use stays well below one full (Tq, Tk) matrix")
 def _(student, ref):
     q, k, v = (randn((LONG, 2), 7 + i, torch.float32) for i in range(3))
-    got = expect_shape(student.call("tiled_attention", q, k, v, BLOCK, causal=True), (LONG, 2), "the output")
+    # The earlier properties of this cell have already run the function: torch's one-time
+    # allocations are behind us, so this first long call measures the algorithm's own memory.
+    got, peak = student.peak_memory("tiled_attention", q, k, v, BLOCK, causal=True)
+    got = expect_shape(got, (LONG, 2), "the output")
     rows = torch.arange(0, LONG, 257)
     want = torch.stack([ref.scaled_dot_product_attention(q[i : i + 1].double(), k[: i + 1].double(),
                                                          v[: i + 1].double())[0] for i in rows.tolist()])
     expect_close(got[rows], want, f"rows {rows[:3].tolist()}... of the output", dtype=torch.float32)
-    # Measured on a second, identical call: the first one also pays torch's one-time allocations.
-    _, peak = student.peak_memory("tiled_attention", q, k, v, BLOCK, causal=True)
     expect(peak < FULL_SCORES // 2,
            f"memory rose by {peak / 2**20:.0f} MiB during the call; one full ({LONG}, {LONG}) score "
            f"matrix is {FULL_SCORES / 2**20:.0f} MiB, and a tiled implementation needs only a few "
