@@ -73,35 +73,53 @@ def run_pipeline(lesson: Lesson, students: list[Student], tmp: Path, quiet: bool
     nbgrader(root, "generate_assignment", lesson.number, "--force")
     _step(f"nbgrader release_assignment {lesson.number}", quiet)
     nbgrader(root, "release_assignment", lesson.number, "--force", *flags)
+    _step("students fetch the assignment, put their work in and submit, at the same time:", quiet)
     for s in students:
+        _step(f"  {s.name} hands in {s.hands_in}", quiet)
+
+    def hand_in(s: Student) -> None:
         home = tmp / "students" / s.name
         home.mkdir(parents=True)
-        _step(f"{s.name}: fetch_assignment, hand in {s.hands_in}, submit", quiet)
         nbgrader(home, "fetch_assignment", lesson.number, *flags)
         s.fill(home / lesson.number / lesson.notebook)
         nbgrader(home, "submit", lesson.number, f"--student={s.name}", *flags)
+
+    cores = os.cpu_count() or 1
+    with ThreadPoolExecutor(max_workers=cores) as pool:
+        list(pool.map(hand_in, students))
     _step("nbgrader collect", quiet)
     nbgrader(root, "collect", lesson.number, *flags)
-    _step("nbgrader autograde, one process per student in parallel "
-          "(hidden cells scored by the isolated grader)", quiet)
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        list(pool.map(lambda s: nbgrader(root, "autograde", lesson.number, "--force",
-                                         f"--student={s.name}"), students))
-    _step("nbgrader generate_feedback", quiet)
-    nbgrader(root, "generate_feedback", lesson.number, "--force")
-    _step("nbgrader export", quiet)
-    nbgrader(root, "export", "--to", str(tmp / "grades.csv"))
+    groups = _split([s.name for s in students], cores)
+    _step(f"nbgrader autograde, {len(groups)} processes in parallel, each grading its share of "
+          "the class (hidden cells scored by the isolated grader)", quiet)
+    names = {s.name for s in students}
+    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+        list(pool.map(lambda group: nbgrader(
+            root, "autograde", lesson.number, "--force",
+            f"--CourseDirectory.student_id_exclude={','.join(sorted(names - set(group)))}"), groups))
+    _step("nbgrader generate_feedback and export, while `course grade` grades each submission "
+          "again for comparison", quiet)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        feedback = pool.submit(lambda: (nbgrader(root, "generate_feedback", lesson.number, "--force"),
+                                        nbgrader(root, "export", "--to", str(tmp / "grades.csv"))))
+        scores = {s.name: grade(root / "submitted" / s.name / lesson.number / lesson.notebook,
+                                lesson)["score"] for s in students}
+        feedback.result()
 
     book = _gradebook(root, lesson)
     with open(tmp / "grades.csv", newline="") as f:
         for row in csv.DictReader(f):
             book[row["student_id"]]["csv"] = float(row["raw_score"])
     for s in students:
-        submitted = root / "submitted" / s.name / lesson.number / lesson.notebook
-        book[s.name]["course_grade"] = grade(submitted, lesson)["score"]
+        book[s.name]["course_grade"] = scores[s.name]
         book[s.name]["feedback"] = root / "feedback" / s.name / lesson.number / (
             Path(lesson.notebook).stem + ".html")
     return book
+
+
+def _split(items: list[str], parts: int) -> list[list[str]]:
+    """`items` dealt round-robin into at most `parts` non-empty groups."""
+    return [g for g in (items[i::parts] for i in range(max(parts, 1))) if g]
 
 
 def _gradebook(root: Path, lesson: Lesson) -> dict[str, dict]:

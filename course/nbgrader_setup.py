@@ -18,15 +18,19 @@ fake results, so nothing it produces is trusted.
 `IsolatedGrades` runs after execution and before nbgrader records scores: it
 grades the submitted source with `course.grading.grade` (student code in the
 sandbox, comparisons here) and overwrites the outputs of every hidden test
-cell with that verdict. nbgrader then reads the points from those outputs,
+cell with that verdict. The grading itself starts before execution, in a
+thread beside the kernel (`StartIsolatedGrades`): it reads only the submitted
+file, so the kernel's run and the grading overlap. nbgrader then reads the points from those outputs,
 which is why nbgrader and `course grade` agree.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -55,27 +59,52 @@ class IsolatedGrades(Preprocessor):
     call_timeout = Float(10.0, help="Seconds one call of a student function may take.").tag(config=True)
     cell_budget = Float(60.0, help="Seconds all hidden tests of one cell may take.").tag(config=True)
 
-    def preprocess(self, nb: NotebookNode, resources: dict[str, Any]) -> tuple[NotebookNode, dict]:
+    def grade(self, nb: NotebookNode, ids: dict[str, Any]) -> dict[str, Any]:
+        """`course grade`'s result for the submission nbgrader is autograding (`ids`: its student,
+        assignment and notebook)."""
         from course.grading import GradeOptions, grade
 
-        name = resources.get("nbgrader", {}).get("notebook") or "submission"
         options = GradeOptions(call_timeout=self.call_timeout, cell_budget=self.cell_budget,
                                hide=tuple(Path(p) for p in self.hide))
         # Grade the file the student submitted, as `course grade` would (nbgrader's sanitizing may
         # have stripped the metadata of edited cells); the kernel could not write there.
-        submitted = _submitted_file(self.config, resources.get("nbgrader", {}))
+        submitted = _submitted_file(self.config, ids)
         with tempfile.TemporaryDirectory(prefix="course-autograde-") as tmp:
-            path = Path(tmp) / f"{name}.ipynb"
+            path = Path(tmp) / f"{ids.get('notebook') or 'submission'}.ipynb"
             if submitted is not None and submitted.is_file():
                 shutil.copyfile(submitted, path)
             else:
                 write(nb, path)
-            result = grade(path, options=options)
+            return grade(path, options=options)
+
+    def preprocess(self, nb: NotebookNode, resources: dict[str, Any]) -> tuple[NotebookNode, dict]:
+        started = resources.pop(_STARTED, None)
+        result = (started.result() if started is not None
+                  else self.grade(nb, resources.get("nbgrader", {})))
         verdicts = {t["id"]: t for t in result["tests"]}
         for cell in nb.cells:
             meta = cell.get("metadata", {}).get("nbgrader", {})
             if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
                 cell.outputs = _outputs(verdicts.get(meta.get("grade_id")), meta.get("grade_id"))
+        return nb, resources
+
+
+_STARTED = "course_isolated_grade"  # resources key: the grade started by StartIsolatedGrades
+_GRADER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="course-grade")
+
+
+class StartIsolatedGrades(IsolatedGrades):
+    """Start `IsolatedGrades`' grading before the kernel runs, in a thread beside it.
+
+    The verdict depends only on the submitted file, never on the kernel, so the two can overlap:
+    the kernel executes the notebook on one core while the sandbox grades on another, and a
+    submission takes about the longer of the two instead of their sum. `IsolatedGrades`, later
+    in the same conversion, waits for this result.
+    """
+
+    def preprocess(self, nb: NotebookNode, resources: dict[str, Any]) -> tuple[NotebookNode, dict]:
+        resources[_STARTED] = _GRADER.submit(self.grade, copy.deepcopy(nb),
+                                             dict(resources.get("nbgrader", {})))
         return nb, resources
 
 
@@ -176,7 +205,8 @@ def configure(c: Any, config_file: str | os.PathLike[str], course_id: str = COUR
         OverwriteCells, CheckCellMetadata,
     ]
     c.Autograde.autograde_preprocessors = [
-        SafeExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, IsolatedGrades,
+        StartIsolatedGrades, SafeExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+        IsolatedGrades,
         SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,
     ]
     c.IsolatedGrades.hide = [str(root)]
