@@ -22,7 +22,7 @@ from pathlib import Path
 
 from course.grading import grade, point_cells
 from course.lessons import Lesson
-from course.release import init_course_dir, nbgrader
+from course.release import autograde, init_course_dir, nbgrader
 from course.submissions import load_mutants, solution_sources, write_submission
 
 DEMO_MISTAKE = "no_sqrt_scaling"  # the mistake the third sample student makes (lesson 03)
@@ -89,14 +89,11 @@ def run_pipeline(lesson: Lesson, students: list[Student], tmp: Path, quiet: bool
         list(pool.map(hand_in, students))
     _step("nbgrader collect", quiet)
     nbgrader(root, "collect", lesson.number, *flags)
-    groups = _split([s.name for s in students], cores)
-    _step(f"nbgrader autograde, {len(groups)} processes in parallel, each grading its share of "
-          "the class (hidden cells scored by the isolated grader)", quiet)
-    names = {s.name for s in students}
-    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
-        list(pool.map(lambda group: nbgrader(
-            root, "autograde", lesson.number, "--force",
-            f"--CourseDirectory.student_id_exclude={','.join(sorted(names - set(group)))}"), groups))
+    _step(f"nbgrader autograde, {min(cores, len(students))} processes side by side, each grading "
+          "its share of the class (hidden cells scored by the isolated grader)", quiet)
+    for proc in autograde(root, lesson, [s.name for s in students]):
+        if proc.returncode != 0:
+            raise RuntimeError(f"`nbgrader autograde` failed:\n{proc.stdout}\n{proc.stderr}")
     _step("nbgrader generate_feedback and export, while `course grade` grades each submission "
           "again for comparison", quiet)
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -115,11 +112,6 @@ def run_pipeline(lesson: Lesson, students: list[Student], tmp: Path, quiet: bool
         book[s.name]["feedback"] = root / "feedback" / s.name / lesson.number / (
             Path(lesson.notebook).stem + ".html")
     return book
-
-
-def _split(items: list[str], parts: int) -> list[list[str]]:
-    """`items` dealt round-robin into at most `parts` non-empty groups."""
-    return [g for g in (items[i::parts] for i in range(max(parts, 1))) if g]
 
 
 def _gradebook(root: Path, lesson: Lesson) -> dict[str, dict]:

@@ -20,6 +20,7 @@ from bad_submissions.corpus import LESSON, Case, build, names
 from course import REPO
 from course.batch import Submission, grade_many
 from course.grading import point_cells
+from course.release import autograde as class_autograde
 from course.release import init_course_dir, nbgrader
 from course.sandbox import bubblewrap
 
@@ -153,8 +154,8 @@ def test_regrading_gives_the_same_points(corpus, graded):
 
 # -- nbgrader autograde ----------------------------------------------------------------------------
 def autograde(corpus: dict[str, Case], names: list[str], root: Path) -> tuple[dict, dict[str, str]]:
-    """One course directory with these cases submitted as students, autograded by one nbgrader
-    process; returns `(points per student, {"log": nbgrader's output, student: autograded notebook})`."""
+    """One course directory with these cases submitted as students, autograded; returns
+    `(points per student, {"log": nbgrader's output, student: autograded notebook})`."""
     from nbgrader.api import Gradebook, MissingEntry
 
     init_course_dir(root, [LESSON])
@@ -164,8 +165,8 @@ def autograde(corpus: dict[str, Case], names: list[str], root: Path) -> tuple[di
         dest.mkdir(parents=True)
         shutil.copy(corpus[name].path, dest / LESSON.notebook)
         (dest / "timestamp.txt").write_text("2026-12-01 12:00:00.000000 UTC")
-    # one nbgrader process for the class, as an instructor would run it; cells time out at 20 s
-    log = nbgrader(root, "autograde", LESSON.number, "--Execute.timeout=20", check=False)
+    # nbgrader processes grading the class side by side, as `course demo` runs them; cells time out at 20 s
+    log = "".join(p.stdout + p.stderr for p in class_autograde(root, LESSON, names, "--Execute.timeout=20"))
     scores: dict[str, dict[str, float]] = {}
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}", "llm-course") as gb:
         for name in names:
@@ -174,7 +175,7 @@ def autograde(corpus: dict[str, Case], names: list[str], root: Path) -> tuple[di
             except MissingEntry:
                 continue  # nbgrader could not autograde it at all
             scores[name] = {g.name: g.score for g in sub.grades}
-    texts = {"log": log.stdout + log.stderr}
+    texts = {"log": log}
     for name in names:
         graded_nb = root / "autograded" / name / LESSON.number / LESSON.notebook
         texts[name] = graded_nb.read_text() if graded_nb.exists() else ""
