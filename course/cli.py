@@ -16,8 +16,8 @@ def _lessons(numbers: list[str]):
 def cmd_release(args: argparse.Namespace) -> int:
     from course.release import release
 
-    for lesson in _lessons(args.lessons):
-        print(f"released {release(lesson)}")
+    for path in release(_lessons(args.lessons)):
+        print(f"released {path}")
     return 0
 
 

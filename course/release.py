@@ -61,13 +61,25 @@ def autograde(root: Path, lesson: Lesson, students: list[str], *args: str,
         return list(pool.map(run, groups))
 
 
-def release(lesson: Lesson) -> Path:
-    """Regenerate `assignments/NN/<notebook>` from the solution notebook; returns its path."""
+def build(lessons: list[Lesson], dest: Path) -> dict[str, Path]:
+    """Generate the lessons' student notebooks with one `nbgrader generate_assignment` run in a
+    course directory at `dest`; returns lesson number -> generated notebook."""
+    init_course_dir(dest, lessons)
+    # nbgrader globs assignment ids; the course directory holds just these lessons
+    proc = nbgrader(dest, "generate_assignment", "--force", "--CourseDirectory.assignment_id=*")
+    built = {lesson.number: dest / "release" / lesson.number / lesson.notebook for lesson in lessons}
+    missing = [n for n, path in built.items() if not path.is_file()]
+    if missing:
+        raise RuntimeError(f"`nbgrader generate_assignment` made no notebook for "
+                           f"{', '.join(missing)}:\n{proc.stdout}\n{proc.stderr}")
+    return built
+
+
+def release(lessons: list[Lesson]) -> list[Path]:
+    """Regenerate `assignments/NN/<notebook>` of the lessons from their solution notebooks."""
     with tempfile.TemporaryDirectory(prefix="course-release-") as tmp:
-        root = Path(tmp)
-        init_course_dir(root, [lesson])
-        nbgrader(root, "generate_assignment", lesson.number, "--force")
-        built = root / "release" / lesson.number / lesson.notebook
-        lesson.assignment.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(built, lesson.assignment)
-    return lesson.assignment
+        built = build(lessons, Path(tmp))
+        for lesson in lessons:
+            lesson.assignment.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(built[lesson.number], lesson.assignment)
+    return [lesson.assignment for lesson in lessons]

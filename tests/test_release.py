@@ -1,27 +1,34 @@
 """The student notebooks are generated, current, and carry no solution or hidden-test text."""
 
 import json
-import shutil
 
 import pytest
 
+from course import ASSIGNMENTS
 from course.lessons import all_lessons
 from course.notebook import read_notebook
-from course.release import release
+from course.release import build, release
 
 LESSONS = all_lessons()
 
 
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """Every lesson's student notebook, generated afresh by one nbgrader run."""
+    return build(list(LESSONS), tmp_path_factory.mktemp("release"))
+
+
 @pytest.mark.parametrize("lesson", LESSONS, ids=[lesson.number for lesson in LESSONS])
-def test_assignments_are_current(lesson, tmp_path):
-    committed = tmp_path / "committed.ipynb"
-    shutil.copy(lesson.assignment, committed)
-    try:
-        release(lesson)
-        assert lesson.assignment.read_text() == committed.read_text(), (
-            f"assignments/{lesson.number} is out of date: run `course release {lesson.number}`")
-    finally:
-        shutil.copy(committed, lesson.assignment)
+def test_assignments_are_current(lesson, built):
+    assert built[lesson.number].read_text() == lesson.assignment.read_text(), (
+        f"assignments/{lesson.number} is out of date: run `course release {lesson.number}`")
+
+
+def test_release_writes_the_assignment(tmp_path, monkeypatch):
+    lesson = LESSONS[0]
+    monkeypatch.setattr("course.lessons.ASSIGNMENTS", tmp_path)
+    assert release([lesson]) == [tmp_path / lesson.number / lesson.notebook]
+    assert lesson.assignment.read_text() == (ASSIGNMENTS / lesson.number / lesson.notebook).read_text()
 
 
 def stubbed(source: str) -> str:
