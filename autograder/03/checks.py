@@ -129,7 +129,7 @@ def _(student, ref):
 
 @suite.check("test_scaled_dot_product_attention",
              "matches the reference (float32 and float64, batch dims, Tq != Tk, dv != d, "
-             "broadcast masks)", cases=attention_inputs(), max_examples=80)
+             "broadcast masks)", cases=attention_inputs(), max_examples=60)
 def _(student, ref, a):
     got = student.call("scaled_dot_product_attention", *a.args(), mask=a.mask)
     want = ref.scaled_dot_product_attention(*a.args(torch.float64), mask=a.mask)
@@ -166,7 +166,7 @@ def _(student, ref, case):
 
 @suite.check("test_multi_head_attention",
              "matches the reference (float32 and float64, 1-4 heads, causal and not)",
-             cases=mha_inputs(), max_examples=60)
+             cases=mha_inputs(), max_examples=45)
 def _(student, ref, m):
     got = student.call("multi_head_attention", m.x, *m.weights, m.n_heads, causal=m.causal)
     want = ref.multi_head_attention(m.x.double(), *(w.double() for w in m.weights), m.n_heads,
@@ -204,7 +204,7 @@ def _(student, ref, m):
 
 @suite.check("test_tiled_attention",
              "matches exact attention for every block size (float32 and float64, causal and not)",
-             cases=tiled_inputs(), max_examples=80)
+             cases=tiled_inputs(), max_examples=60)
 def _(student, ref, c):
     got = student.call("tiled_attention", *c.attn.args(), c.block_size, causal=c.causal)
     q, k, v = c.attn.args(torch.float64)
