@@ -49,7 +49,7 @@ test: install
 notebooks: install
 	$(BIN)/python -m pytest tests/test_solution_notebooks.py -q -m notebooks --durations=0
 
-# The whole bad-submission corpus through course grade and nbgrader autograde (about 15 min on 2 cores).
+# The rest of the bad-submission corpus (make test runs one case per defence) through course grade and nbgrader autograde (about 5 min on 2 cores).
 hostile: install
 	$(BIN)/python -m pytest tests/test_bad_submissions.py -q -m slow
 
