@@ -31,6 +31,9 @@ def _notebooks(path: Path) -> list[Path]:
 
 def cmd_grade(args: argparse.Namespace) -> int:
     from course.bwrap import isolation_note
+    from course.forkserver import fork_server
+
+    fork_server().launch()  # the sandbox imports torch while this process does (course.grading)
     from course.grading import format_table, grade
 
     lesson = get_lesson(args.lesson) if args.lesson else None

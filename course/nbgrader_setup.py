@@ -62,10 +62,13 @@ class IsolatedGrades(Preprocessor):
     def grade(self, nb: NotebookNode, ids: dict[str, Any]) -> dict[str, Any]:
         """`course grade`'s result for the submission nbgrader is autograding (`ids`: its student,
         assignment and notebook)."""
+        from course.forkserver import fork_server
+
+        hide = tuple(Path(p) for p in self.hide)
+        fork_server(hide).launch()  # the sandbox imports torch while this process does
         from course.grading import GradeOptions, grade
 
-        options = GradeOptions(call_timeout=self.call_timeout, cell_budget=self.cell_budget,
-                               hide=tuple(Path(p) for p in self.hide))
+        options = GradeOptions(call_timeout=self.call_timeout, cell_budget=self.cell_budget, hide=hide)
         # Grade the file the student submitted, as `course grade` would (nbgrader's sanitizing may
         # have stripped the metadata of edited cells); the kernel could not write there.
         submitted = _submitted_file(self.config, ids)
