@@ -36,14 +36,18 @@ sandbox:
 demo: install
 	$(BIN)/course demo
 
-# `course validate` runs beside pytest: much of the test run waits on the sandbox's and nbgrader's
-# time limits with a core to spare. Its report follows pytest's; either failing fails the target.
+# Three streams side by side, since much of the test run waits on time limits with a core to spare:
+# `course validate`, the nbgrader pipelines (pytest, mostly waiting on kernels), and the other tests.
+# Their reports follow one another; any one failing fails the target.
+NBGRADER_TESTS := tests/test_nbgrader.py tests/test_bad_submissions.py
 test: install
 	$(BIN)/ruff check course autograder tests benchmarks
 	$(BIN)/course validate > $(VENV)/validate.log 2>&1 & validate=$$!; \
-	tests=0; $(BIN)/python -m pytest tests -q || tests=$$?; \
+	$(BIN)/python -m pytest $(NBGRADER_TESTS) -q > $(VENV)/pytest-nbgrader.log 2>&1 & pipelines=$$!; \
+	tests=0; $(BIN)/python -m pytest tests -q $(NBGRADER_TESTS:%=--ignore=%) || tests=$$?; \
+	piped=0; wait $$pipelines || piped=$$?; cat $(VENV)/pytest-nbgrader.log; \
 	checked=0; wait $$validate || checked=$$?; cat $(VENV)/validate.log; \
-	test $$tests -eq 0 -a $$checked -eq 0
+	test $$tests -eq 0 -a $$piped -eq 0 -a $$checked -eq 0
 
 # Every solution notebook top to bottom, demos and experiments included (about 15 min on 2 cores).
 notebooks: install
