@@ -37,15 +37,17 @@ demo: install
 	$(BIN)/course demo
 
 # Three streams side by side, since much of the test run waits on time limits with a core to spare:
-# `course validate`, the nbgrader pipelines (pytest, mostly waiting on kernels), and the other tests.
-# Their reports follow one another; any one failing fails the target.
-NBGRADER_TESTS := tests/test_nbgrader.py tests/test_bad_submissions.py
+# `course validate`; the nbgrader pipelines (mostly waiting on kernels), batch grading and the checkpoint;
+# and the other tests (the last two take about as long). Reports follow one another; any one failing
+# fails the target.
+SECOND_STREAM := tests/test_nbgrader.py tests/test_bad_submissions.py tests/test_grade_all.py \
+	tests/test_checkpoint.py
 test: install
 	$(BIN)/ruff check course autograder tests benchmarks
 	$(BIN)/course validate > $(VENV)/validate.log 2>&1 & validate=$$!; \
-	$(BIN)/python -m pytest $(NBGRADER_TESTS) -q > $(VENV)/pytest-nbgrader.log 2>&1 & pipelines=$$!; \
-	tests=0; $(BIN)/python -m pytest tests -q $(NBGRADER_TESTS:%=--ignore=%) || tests=$$?; \
-	piped=0; wait $$pipelines || piped=$$?; cat $(VENV)/pytest-nbgrader.log; \
+	$(BIN)/python -m pytest $(SECOND_STREAM) -q > $(VENV)/pytest-second.log 2>&1 & pipelines=$$!; \
+	tests=0; $(BIN)/python -m pytest tests -q $(SECOND_STREAM:%=--ignore=%) || tests=$$?; \
+	piped=0; wait $$pipelines || piped=$$?; cat $(VENV)/pytest-second.log; \
 	checked=0; wait $$validate || checked=$$?; cat $(VENV)/validate.log; \
 	test $$tests -eq 0 -a $$piped -eq 0 -a $$checked -eq 0
 
