@@ -20,8 +20,8 @@ grades the submitted source with `course.grading.grade` (student code in the
 sandbox, comparisons here) and overwrites the outputs of every hidden test
 cell with that verdict. The grading itself starts before execution, in a
 thread beside the kernel (`StartIsolatedGrades`): it reads only the submitted
-file, so the kernel's run and the grading overlap. nbgrader then reads the points from those outputs,
-which is why nbgrader and `course grade` agree.
+file, so the kernel's run and the grading overlap. nbgrader then reads the
+points from those outputs, which is why nbgrader and `course grade` agree.
 """
 
 from __future__ import annotations

@@ -44,11 +44,13 @@ def nbgrader(root: Path, *args: str, check: bool = True) -> subprocess.Completed
     return proc
 
 
-def autograde(root: Path, lesson: Lesson, students: list[str], *args: str,
-              processes: int | None = None) -> list[subprocess.CompletedProcess[str]]:
-    """`nbgrader autograde` of these students, in `processes` (default: one per core) nbgrader
-    processes side by side, each grading its share of the class; returns their outcomes."""
-    parts = max(1, min(processes or os.cpu_count() or 1, len(students)))
+def autograde(root: Path, lesson: Lesson, students: list[str],
+              *args: str) -> list[subprocess.CompletedProcess[str]]:
+    """`nbgrader autograde` of these students, in one nbgrader process per core side by side,
+    each grading its share of the class; returns their outcomes."""
+    if not students:
+        return []
+    parts = min(os.cpu_count() or 1, len(students))
     groups = [students[i::parts] for i in range(parts)]
     everyone = set(students)
 
